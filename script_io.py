@@ -1,0 +1,101 @@
+"""What every script needs to face its user: one-line errors and whole output files.
+
+A user mistake (a missing file, a bad flag value, a malformed line) raises `InputError`; the
+scripts run their `main` through `run_main`, which prints such an error as one line and exits
+with status 1 instead of showing a traceback. Outputs are written under a temporary name and
+renamed when complete, so an interrupted run never leaves a half-written file behind.
+"""
+
+from __future__ import absolute_import
+from __future__ import division
+from __future__ import print_function
+
+import contextlib
+import sys
+
+from absl import app
+import tensorflow.compat.v1 as tf
+
+
+class InputError(ValueError):
+  """A mistake in the user's input: bad flag value, missing or malformed file.
+
+  The message is shown as is, on one line, so it must name the flag, file or line at fault.
+  """
+
+
+def run_main(main):
+  """Runs `main` with absl's `app.run`; an `InputError` ends the program with one line."""
+
+  def main_reporting_input_errors(argv):
+    try:
+      return main(argv)
+    except InputError as error:
+      print("ERROR: %s" % error, file=sys.stderr)
+      sys.exit(1)
+
+  app.run(main_reporting_input_errors)
+
+
+def input_files_from_globs(patterns, flag_name):
+  """Expands a comma-separated list of globs into the matching file names, in order.
+
+  Args:
+    patterns: string like "a/*.tfrecord,b/part-0001.tfrecord".
+    flag_name: name of the flag the patterns came from, for the error message.
+
+  Returns:
+    List of file names.
+
+  Raises:
+    InputError: when a pattern matches no file.
+  """
+  files = []
+  for pattern in patterns.split(","):
+    pattern = pattern.strip()
+    if not pattern:
+      continue
+    matches = tf.io.gfile.glob(pattern)
+    if not matches:
+      raise InputError("--%s: no file matches %r" % (flag_name, pattern))
+    files.extend(matches)
+  if not files:
+    raise InputError("--%s names no file" % flag_name)
+  return files
+
+
+def require_file(path, flag_name):
+  """Raises InputError unless `path`, given by --flag_name, is an existing file."""
+  if not path:
+    raise InputError("--%s is required" % flag_name)
+  if not tf.io.gfile.exists(path) or tf.io.gfile.isdir(path):
+    raise InputError("--%s: no such file: %s" % (flag_name, path))
+
+
+def _temporary_name(path):
+  return path + ".incomplete"
+
+
+@contextlib.contextmanager
+def atomic_output_path(path):
+  """Yields a temporary file name that is renamed to `path` when the block completes.
+
+  Use it for writers that take a file name (`tf.io.TFRecordWriter`). If the block raises, the
+  temporary file is removed and `path` is left as it was.
+  """
+  temporary = _temporary_name(path)
+  try:
+    yield temporary
+  except BaseException:
+    if tf.io.gfile.exists(temporary):
+      tf.io.gfile.remove(temporary)
+    raise
+  tf.io.gfile.rename(temporary, path, overwrite=True)
+
+
+@contextlib.contextmanager
+def atomic_open(path, mode="w"):
+  """Opens `path` for writing through `atomic_output_path`; yields the file object."""
+  with atomic_output_path(path) as temporary:
+    with tf.io.gfile.GFile(temporary, mode) as writer:
+      yield writer

