@@ -1,0 +1,321 @@
+# coding=utf-8
+"""Extracts pre-computed feature vectors from BERT: per-token activations of chosen layers.
+
+Reads one text per line (`text_a ||| text_b` for a pair), runs a BERT checkpoint over it and
+writes one JSON object per line with the activations of every token in the layers named by
+--layers, as the original `extract_features.py` does.
+"""
+
+from __future__ import absolute_import
+from __future__ import division
+from __future__ import print_function
+
+import json
+import re
+
+from absl import flags
+import estimator_lib
+import modeling
+import script_io
+import tensorflow.compat.v1 as tf
+import tokenization
+
+flags.DEFINE_string("input_file", None, "Text to embed: one sentence or `A ||| B` pair a line.")
+
+flags.DEFINE_string("output_file", None, "JSON lines file of the extracted features.")
+
+flags.DEFINE_string("layers", "-1,-2,-3,-4",
+                    "Comma-separated encoder layers to output; -1 is the last.")
+
+flags.DEFINE_string(
+    "bert_config_file", None,
+    "The config json file corresponding to the pre-trained BERT model. "
+    "This specifies the model architecture.")
+
+flags.DEFINE_integer(
+    "max_seq_length", 128,
+    "The maximum total input sequence length after WordPiece tokenization. "
+    "Sequences longer than this will be truncated, and sequences shorter "
+    "than this will be padded.")
+
+flags.DEFINE_string(
+    "init_checkpoint", None,
+    "Initial checkpoint (usually from a pre-trained BERT model).")
+
+flags.DEFINE_string("vocab_file", None,
+                    "The vocabulary file that the BERT model was trained on.")
+
+flags.DEFINE_bool(
+    "do_lower_case", True,
+    "Whether to lower case the input text. Should be True for uncased "
+    "models and False for cased models.")
+
+flags.DEFINE_integer("batch_size", 32, "Batch size for predictions.")
+
+estimator_lib.define_tpu_flags()
+
+flags.DEFINE_bool(
+    "use_one_hot_embeddings", False,
+    "If True, tf.one_hot will be used for embedding lookups, otherwise "
+    "tf.nn.embedding_lookup will be used. On TPUs, this should be True "
+    "since it is much faster.")
+
+FLAGS = flags.FLAGS
+
+# "A ||| B" is a sentence pair; the split is at the last " ||| ", as the original's greedy match.
+_PAIR_PATTERN = re.compile(r"^(.*) \|\|\| (.*)$")
+
+# Examples logged in full, so the first features can be checked by eye.
+_NUM_LOGGED_EXAMPLES = 5
+
+
+class InputExample(object):
+  """One line of the input: a text, or a pair of texts."""
+
+  def __init__(self, unique_id, text_a, text_b):
+    self.unique_id = unique_id
+    self.text_a = text_a
+    self.text_b = text_b
+
+
+class InputFeatures(object):
+  """The model inputs of one example, each a list of `seq_length` ints, and its tokens."""
+
+  def __init__(self, unique_id, tokens, input_ids, input_mask, input_type_ids):
+    self.unique_id = unique_id
+    self.tokens = tokens
+    self.input_ids = input_ids
+    self.input_mask = input_mask
+    self.input_type_ids = input_type_ids
+
+
+def input_fn_builder(features, seq_length):
+  """Creates an `input_fn` that serves `features` from memory, in order, once.
+
+  Args:
+    features: list of `InputFeatures`.
+    seq_length: length of every feature's input lists.
+
+  Returns:
+    input_fn(params) -> `tf.data.Dataset` of dicts with "unique_ids" [batch_size] and
+    "input_ids", "input_mask", "input_type_ids" [batch_size, seq_length], all int32.
+  """
+  columns = {
+      "unique_ids": [f.unique_id for f in features],
+      "input_ids": [f.input_ids for f in features],
+      "input_mask": [f.input_mask for f in features],
+      "input_type_ids": [f.input_type_ids for f in features],
+  }
+
+  def input_fn(params):
+    num_examples = len(features)
+    # Constants in the graph: fine for the text files this script is meant for, and it keeps
+    # the pipeline a TPU can run.
+    dataset = tf.data.Dataset.from_tensor_slices({
+        "unique_ids": tf.constant(columns["unique_ids"], shape=[num_examples], dtype=tf.int32),
+        "input_ids": tf.constant(columns["input_ids"], shape=[num_examples, seq_length],
+                                 dtype=tf.int32),
+        "input_mask": tf.constant(columns["input_mask"], shape=[num_examples, seq_length],
+                                  dtype=tf.int32),
+        "input_type_ids": tf.constant(columns["input_type_ids"],
+                                      shape=[num_examples, seq_length], dtype=tf.int32),
+    })
+    return dataset.batch(batch_size=params["batch_size"], drop_remainder=False)
+
+  return input_fn
+
+
+def model_fn_builder(bert_config, init_checkpoint, layer_indexes, use_tpu,
+                     use_one_hot_embeddings):
+  """Returns a TPUEstimator `model_fn` that predicts the activations of `layer_indexes`.
+
+  Predictions: "unique_id" [batch_size] and, for the j-th entry of `layer_indexes`,
+  "layer_output_j" [batch_size, seq_length, hidden_size].
+  """
+
+  def model_fn(features, labels, mode, params):  # pylint: disable=unused-argument
+    """The `model_fn` for TPUEstimator."""
+    if mode != tf.estimator.ModeKeys.PREDICT:
+      raise ValueError("Only PREDICT modes are supported: %s" % mode)
+    model = modeling.BertModel(
+        config=bert_config,
+        is_training=False,
+        input_ids=features["input_ids"],
+        input_mask=features["input_mask"],
+        token_type_ids=features["input_type_ids"],
+        use_one_hot_embeddings=use_one_hot_embeddings)
+    scaffold_fn = estimator_lib.init_from_checkpoint(init_checkpoint, use_tpu)
+
+    all_layers = model.get_all_encoder_layers()
+    predictions = {"unique_id": features["unique_ids"]}
+    for j, layer_index in enumerate(layer_indexes):
+      predictions["layer_output_%d" % j] = all_layers[layer_index]
+    return tf.estimator.tpu.TPUEstimatorSpec(
+        mode=mode, predictions=predictions, scaffold_fn=scaffold_fn)
+
+  return model_fn
+
+
+def convert_examples_to_features(examples, seq_length, tokenizer):
+  """Tokenizes `examples` into `InputFeatures` of `seq_length` ids, truncating long texts.
+
+  A single text becomes [CLS] A [SEP] (type 0); a pair [CLS] A [SEP] B [SEP] with type 1 for
+  B [SEP]. Padding has id 0, mask 0 and type 0.
+  """
+  features = []
+  for ex_index, example in enumerate(examples):
+    tokens_a = tokenizer.tokenize(example.text_a)
+    tokens_b = tokenizer.tokenize(example.text_b) if example.text_b else None
+    if tokens_b:
+      _truncate_seq_pair(tokens_a, tokens_b, seq_length - 3)  # [CLS], [SEP], [SEP]
+    else:
+      tokens_a = tokens_a[0:seq_length - 2]  # [CLS], [SEP]
+
+    tokens = ["[CLS]"] + tokens_a + ["[SEP]"]
+    input_type_ids = [0] * len(tokens)
+    if tokens_b:
+      tokens += tokens_b + ["[SEP]"]
+      input_type_ids += [1] * (len(tokens_b) + 1)
+    input_ids = tokenizer.convert_tokens_to_ids(tokens)
+    input_mask = [1] * len(input_ids)
+    padding = [0] * (seq_length - len(input_ids))
+    input_ids += padding
+    input_mask += padding
+    input_type_ids += padding
+
+    if ex_index < _NUM_LOGGED_EXAMPLES:
+      tf.logging.info("*** Example ***")
+      tf.logging.info("unique_id: %s", example.unique_id)
+      tf.logging.info("tokens: %s",
+                      " ".join(tokenization.printable_text(token) for token in tokens))
+      tf.logging.info("input_ids: %s", " ".join(str(x) for x in input_ids))
+      tf.logging.info("input_mask: %s", " ".join(str(x) for x in input_mask))
+      tf.logging.info("input_type_ids: %s", " ".join(str(x) for x in input_type_ids))
+
+    features.append(InputFeatures(unique_id=example.unique_id, tokens=tokens,
+                                  input_ids=input_ids, input_mask=input_mask,
+                                  input_type_ids=input_type_ids))
+  return features
+
+
+def _truncate_seq_pair(tokens_a, tokens_b, max_length):
+  """Truncates a token pair in place to at most `max_length` tokens in total.
+
+  One token at a time comes off the end of the longer list, so a short text keeps all its
+  tokens and the long one loses the most.
+  """
+  while len(tokens_a) + len(tokens_b) > max_length:
+    longer = tokens_a if len(tokens_a) > len(tokens_b) else tokens_b
+    longer.pop()
+
+
+def read_examples(input_file):
+  """Reads `InputExample`s from a text file, one per line; unique_id is the line number.
+
+  Raises:
+    script_io.InputError: the file holds no line.
+  """
+  examples = []
+  with tf.io.gfile.GFile(input_file, "r") as reader:
+    for unique_id, line in enumerate(reader):
+      line = tokenization.convert_to_unicode(line).strip()
+      match = _PAIR_PATTERN.match(line)
+      if match is None:
+        examples.append(InputExample(unique_id, line, None))
+      else:
+        examples.append(InputExample(unique_id, match.group(1), match.group(2)))
+  if not examples:
+    raise script_io.InputError("--input_file: %s is empty" % input_file)
+  return examples
+
+
+def parse_layer_indexes(layers, num_hidden_layers):
+  """Parses --layers ("-1,-2,0") into ints that index `num_hidden_layers` encoder layers.
+
+  Raises:
+    script_io.InputError: not a comma-separated list of ints, or a layer the model lacks.
+  """
+  try:
+    layer_indexes = [int(x) for x in layers.split(",")]
+  except ValueError:
+    raise script_io.InputError(
+        "--layers must be comma-separated integers like -1,-2,-3,-4, got %r" % layers)
+  for layer_index in layer_indexes:
+    if not -num_hidden_layers <= layer_index < num_hidden_layers:
+      raise script_io.InputError(
+          "--layers: the model has %d layers, so %d is out of range [%d, %d]" %
+          (num_hidden_layers, layer_index, -num_hidden_layers, num_hidden_layers - 1))
+  return layer_indexes
+
+
+def _feature_json(feature, result, layer_indexes):
+  """The output line of one example: every token with its rounded values in every layer."""
+  layer_outputs = [result["layer_output_%d" % j] for j in range(len(layer_indexes))]
+  all_features = []
+  for i, token in enumerate(feature.tokens):
+    all_layers = [{"index": layer_index, "values": [round(x, 6) for x in layer_output[i].tolist()]}
+                  for layer_index, layer_output in zip(layer_indexes, layer_outputs)]
+    all_features.append({"token": token, "layers": all_layers})
+  return {"linex_index": feature.unique_id, "features": all_features}
+
+
+def _check_init_checkpoint(init_checkpoint):
+  if init_checkpoint and not (tf.io.gfile.exists(init_checkpoint + ".index") or
+                              tf.io.gfile.isdir(init_checkpoint)):
+    raise script_io.InputError("--init_checkpoint: no checkpoint at %s" % init_checkpoint)
+
+
+def main(_):
+  tf.logging.set_verbosity(tf.logging.INFO)
+
+  bert_config = estimator_lib.load_bert_config(FLAGS.bert_config_file, FLAGS.max_seq_length)
+  if FLAGS.max_seq_length < 3:
+    raise script_io.InputError(
+        "--max_seq_length=%d leaves no room for [CLS] A [SEP] B [SEP]" % FLAGS.max_seq_length)
+  if FLAGS.batch_size < 1:
+    raise script_io.InputError("--batch_size must be positive, got %d" % FLAGS.batch_size)
+  layer_indexes = parse_layer_indexes(FLAGS.layers, bert_config.num_hidden_layers)
+  script_io.require_file(FLAGS.input_file, "input_file")
+  script_io.require_file(FLAGS.vocab_file, "vocab_file")
+  _check_init_checkpoint(FLAGS.init_checkpoint)
+  if not FLAGS.output_file:
+    raise script_io.InputError("--output_file is required")
+
+  tokenizer = tokenization.FullTokenizer(
+      vocab_file=FLAGS.vocab_file, do_lower_case=FLAGS.do_lower_case)
+  if len(tokenizer.vocab) > bert_config.vocab_size:
+    raise script_io.InputError(
+        "--vocab_file %s has %d tokens but --bert_config_file has vocab_size=%d" %
+        (FLAGS.vocab_file, len(tokenizer.vocab), bert_config.vocab_size))
+  examples = read_examples(FLAGS.input_file)
+  features = convert_examples_to_features(
+      examples=examples, seq_length=FLAGS.max_seq_length, tokenizer=tokenizer)
+  unique_id_to_feature = {feature.unique_id: feature for feature in features}
+
+  model_fn = model_fn_builder(
+      bert_config=bert_config,
+      init_checkpoint=FLAGS.init_checkpoint,
+      layer_indexes=layer_indexes,
+      use_tpu=FLAGS.use_tpu,
+      use_one_hot_embeddings=FLAGS.use_one_hot_embeddings)
+  # No model_dir: nothing is trained or saved, the weights come from --init_checkpoint.
+  estimator = estimator_lib.make_estimator(model_fn, None, predict_batch_size=FLAGS.batch_size)
+  input_fn = input_fn_builder(features=features, seq_length=FLAGS.max_seq_length)
+
+  with script_io.atomic_open(FLAGS.output_file) as writer:
+    for num_written, result in enumerate(
+        estimator.predict(input_fn, yield_single_examples=True), 1):
+      feature = unique_id_to_feature[int(result["unique_id"])]
+      writer.write(json.dumps(_feature_json(feature, result, layer_indexes)) + "\n")
+      if num_written % 1000 == 0:
+        tf.logging.info("Wrote %d of %d lines", num_written, len(features))
+  tf.logging.info("Wrote %d lines to %s", len(features), FLAGS.output_file)
+
+
+if __name__ == "__main__":
+  flags.mark_flag_as_required("input_file")
+  flags.mark_flag_as_required("vocab_file")
+  flags.mark_flag_as_required("bert_config_file")
+  flags.mark_flag_as_required("init_checkpoint")
+  flags.mark_flag_as_required("output_file")
+  script_io.run_main(main)
