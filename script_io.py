@@ -28,6 +28,11 @@ def run_main(main):
   """Runs `main` with absl's `app.run`; an `InputError` ends the program with one line."""
 
   def main_reporting_input_errors(argv):
+    # TensorFlow's logger has its own handler and would also pass each record on to the one
+    # absl puts on the root logger: every line would be printed twice.
+    tensorflow_logger = tf.get_logger()
+    if tensorflow_logger.handlers:
+      tensorflow_logger.propagate = False
     try:
       return main(argv)
     except InputError as error:
