@@ -8,6 +8,9 @@ classifier head keeps the original variable names, `output_weights` and `output_
 
 STS-B is a regression task: the head has one output trained with mean squared error, and the
 dev set is scored by Pearson and Spearman correlation.
+
+With --export_dir the model is also written as a SavedModel (see serving.py), which
+TensorFlow Serving or `ClassifierPredictor` serves.
 """
 
 from __future__ import absolute_import
@@ -16,6 +19,7 @@ from __future__ import print_function
 
 import collections
 import csv
+import itertools
 import math
 import os
 
@@ -25,6 +29,7 @@ import modeling
 import numpy as np
 import optimization
 import script_io
+import serving
 import tensorflow.compat.v1 as tf
 import tokenization
 
@@ -86,6 +91,7 @@ flags.DEFINE_integer("save_checkpoints_steps", 1000, "How often to save the mode
 flags.DEFINE_integer("iterations_per_loop", 1000, "How many steps to make in each estimator call.")
 
 estimator_lib.define_tpu_flags()
+serving.define_export_flag()
 
 FLAGS = flags.FLAGS
 
@@ -663,7 +669,7 @@ def model_fn_builder(bert_config, num_labels, init_checkpoint, learning_rate, nu
   """Returns a TPUEstimator `model_fn` that trains, evaluates or predicts with `create_model`.
 
   Predictions are {"probabilities": [batch_size, num_labels]}, or {"score": [batch_size]} for
-  regression.
+  regression. PREDICT needs only the features input_ids, input_mask and segment_ids.
   """
 
   def model_fn(features, labels, mode, params):  # pylint: disable=unused-argument
@@ -672,7 +678,11 @@ def model_fn_builder(bert_config, num_labels, init_checkpoint, learning_rate, nu
     for name in sorted(features.keys()):
       tf.logging.info("  name = %s, shape = %s", name, features[name].shape)
 
-    label_ids = features["label_ids"]
+    label_ids = features.get("label_ids")
+    if label_ids is None:
+      # The requests to a SavedModel (serving.py) carry no label; the loss it feeds is not served.
+      label_ids = tf.zeros(tf.shape(features["input_ids"])[:1],
+                           dtype=tf.float32 if is_regression else tf.int32)
     if "is_real_example" in features:
       is_real_example = tf.cast(features["is_real_example"], dtype=tf.float32)
     else:
@@ -887,11 +897,87 @@ def _predict(estimator, predict_examples, label_list, tokenizer):
   assert num_written_lines == len(predict_examples)
 
 
+def _export(bert_config, label_list):
+  """Writes the model of the latest checkpoint (or --init_checkpoint) into --export_dir.
+
+  The SavedModel's serving_default signature returns "probabilities" [batch_size, num_labels],
+  or "score" [batch_size] for regression; see serving.py. `ClassifierPredictor` serves it.
+  """
+  is_regression = label_list is None
+  model_fn = model_fn_builder(
+      bert_config=bert_config,
+      num_labels=1 if is_regression else len(label_list),
+      init_checkpoint=None,
+      learning_rate=FLAGS.learning_rate,
+      num_train_steps=None,
+      num_warmup_steps=None,
+      use_tpu=False,
+      use_one_hot_embeddings=False,
+      is_regression=is_regression)
+  serving.export_saved_model(
+      model_fn, serving.checkpoint_to_export(FLAGS.output_dir, FLAGS.init_checkpoint),
+      FLAGS.export_dir, FLAGS.max_seq_length, FLAGS.vocab_file,
+      settings={"exported_by": "run_classifier.py", "task_name": FLAGS.task_name.lower(),
+                "labels": label_list, "do_lower_case": FLAGS.do_lower_case})
+
+
+class ClassifierPredictor(object):
+  """Classifies raw text with a SavedModel from --export_dir, loaded once, for servers.
+
+  The text goes through this script's own conversion (FullTokenizer with the exported
+  vocabulary and casing, then `convert_single_example`), so a prediction equals the line that
+  --do_predict writes in test_results.tsv for the same text:
+
+    predictor = run_classifier.ClassifierPredictor("/tmp/mrpc_output/export")
+    probabilities = predictor.predict("He said so.", "So he said.")
+
+  Attributes:
+    labels: the task's labels, in the order of the probabilities; None for regression.
+  """
+
+  def __init__(self, saved_model_dir):
+    """Loads a SavedModel folder of --export_dir, or the highest version in --export_dir.
+
+    Raises:
+      ValueError: it is not a SavedModel that run_classifier.py exported.
+    """
+    self._model = serving.SavedModelPredictor(saved_model_dir)
+    settings = self._model.required_settings("run_classifier.py")
+    self.labels = settings["labels"]
+    self._tokenizer = tokenization.FullTokenizer(
+        vocab_file=self._model.vocab_file, do_lower_case=settings["do_lower_case"])
+    # Numbers the requests as convert_single_example numbers examples: it logs the first five.
+    self._request_index = itertools.count()
+
+  def predict(self, text_a, text_b=None):
+    """Predicts for one text, or one pair of texts.
+
+    Returns:
+      The probabilities of `labels`, a list of floats; for regression, the score, a float.
+    """
+    ex_index = next(self._request_index)
+    example = InputExample(guid="request-%d" % ex_index, text_a=text_a, text_b=text_b,
+                           label="0" if self.labels is None else self.labels[0])
+    feature = convert_single_example(
+        ex_index, example, self.labels, self._model.max_seq_length, self._tokenizer)
+    outputs = self._model.predict(
+        [feature.input_ids], [feature.input_mask], [feature.segment_ids])
+    if self.labels is None:
+      return float(outputs["score"][0])
+    return [float(probability) for probability in outputs["probabilities"][0]]
+
+
 def main(_):
   tf.logging.set_verbosity(tf.logging.INFO)
 
-  if not (FLAGS.do_train or FLAGS.do_eval or FLAGS.do_predict):
-    raise script_io.InputError("at least one of --do_train, --do_eval or --do_predict must be true")
+  if not (FLAGS.do_train or FLAGS.do_eval or FLAGS.do_predict or FLAGS.export_dir):
+    raise script_io.InputError(
+        "at least one of --do_train, --do_eval or --do_predict must be true, or --export_dir "
+        "given")
+  if (FLAGS.do_train or FLAGS.do_eval or FLAGS.do_predict) and not FLAGS.data_dir:
+    raise script_io.InputError("--data_dir is required by --do_train, --do_eval and --do_predict")
+  if FLAGS.export_dir and not FLAGS.do_train:
+    serving.checkpoint_to_export(FLAGS.output_dir, FLAGS.init_checkpoint)
   try:
     tokenization.validate_case_matches_checkpoint(FLAGS.do_lower_case, FLAGS.init_checkpoint)
   except ValueError as error:
@@ -945,10 +1031,11 @@ def main(_):
     _evaluate(estimator, eval_examples, label_list, tokenizer)
   if FLAGS.do_predict:
     _predict(estimator, predict_examples, label_list, tokenizer)
+  if FLAGS.export_dir:
+    _export(bert_config, label_list)
 
 
 if __name__ == "__main__":
-  flags.mark_flag_as_required("data_dir")
   flags.mark_flag_as_required("task_name")
   flags.mark_flag_as_required("vocab_file")
   flags.mark_flag_as_required("bert_config_file")

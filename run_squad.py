@@ -11,7 +11,9 @@ no answer: the [CLS] token stands for "no answer", and the question is left unan
 null score beats the best span by more than `null_score_diff_threshold`.
 
 Outputs in --output_dir: predictions.json, nbest_predictions.json, null_odds.json (2.0), and, when
-the predict file carries its answers, the official scores in eval_results.json.
+the predict file carries its answers, the official scores in eval_results.json. With --export_dir
+the model is also written as a SavedModel (see serving.py), which TensorFlow Serving or
+`SquadPredictor` serves.
 """
 
 from __future__ import absolute_import
@@ -30,6 +32,7 @@ import estimator_lib
 import modeling
 import optimization
 import script_io
+import serving
 import squad_metrics
 import tokenization
 import tensorflow.compat.v1 as tf
@@ -113,6 +116,7 @@ flags.DEFINE_float(
     "SQuAD 2.0: predict no answer when the null score minus the best answer's score exceeds it.")
 
 estimator_lib.define_tpu_flags()
+serving.define_export_flag()
 
 FLAGS = flags.FLAGS
 
@@ -570,7 +574,11 @@ def _position_loss(logits, positions, seq_length):
 
 def model_fn_builder(bert_config, init_checkpoint, learning_rate, num_train_steps,
                      num_warmup_steps, use_tpu, use_one_hot_embeddings):
-  """Returns a TPUEstimator `model_fn`: TRAIN on start/end positions, PREDICT the logits."""
+  """Returns a TPUEstimator `model_fn`: TRAIN on start/end positions, PREDICT the logits.
+
+  PREDICT needs only the features input_ids, input_mask and segment_ids (and passes unique_ids
+  through when given).
+  """
 
   def model_fn(features, labels, mode, params):  # pylint: disable=unused-argument
     """Builds the span model; the features are those of `input_fn_builder`."""
@@ -599,11 +607,10 @@ def model_fn_builder(bert_config, init_checkpoint, learning_rate, num_train_step
       return tf.estimator.tpu.TPUEstimatorSpec(
           mode=mode, loss=total_loss, train_op=train_op, scaffold_fn=scaffold_fn)
     if mode == tf.estimator.ModeKeys.PREDICT:
-      predictions = {
-          "unique_ids": features["unique_ids"],
-          "start_logits": start_logits,
-          "end_logits": end_logits,
-      }
+      predictions = {"start_logits": start_logits, "end_logits": end_logits}
+      # The requests to a SavedModel (serving.py) carry no unique_ids.
+      if "unique_ids" in features:
+        predictions["unique_ids"] = features["unique_ids"]
       return tf.estimator.tpu.TPUEstimatorSpec(
           mode=mode, predictions=predictions, scaffold_fn=scaffold_fn)
     raise ValueError("Only TRAIN and PREDICT modes are supported: %s" % mode)
@@ -678,14 +685,14 @@ def _span_text(example, feature, prediction, do_lower_case):
 
 
 def _example_nbest(example, features, unique_id_to_result, n_best_size, max_answer_length,
-                   do_lower_case):
+                   do_lower_case, version_2):
   """The n-best answers of one example over all its windows, best first, and its null score.
 
   Returns:
-    (nbest, score_null): list of _NbestPrediction with distinct texts (SQuAD 2.0: "" is the
-    null answer, always included); the lowest [CLS] start + end logit over the windows.
+    (nbest, score_null): list of _NbestPrediction with distinct texts (SQuAD 2.0, `version_2`:
+    "" is the null answer, always included); the lowest [CLS] start + end logit over the
+    windows.
   """
-  version_2 = FLAGS.version_2_with_negative
   prelim_predictions = []
   # A context without any token has no window; its null answer scores 0.
   null_prediction = _PrelimPrediction(
@@ -766,37 +773,49 @@ def write_predictions(all_examples, all_features, all_results, n_best_size, max_
   for example_index, example in enumerate(all_examples):
     nbest, score_null = _example_nbest(
         example, example_index_to_features[example_index], unique_id_to_result, n_best_size,
-        max_answer_length, do_lower_case)
-
-    probs = _compute_softmax([entry.start_logit + entry.end_logit for entry in nbest])
-    all_nbest_json[example.qas_id] = [
-        collections.OrderedDict([("text", entry.text), ("probability", probability),
-                                 ("start_logit", entry.start_logit),
-                                 ("end_logit", entry.end_logit)])
-        for entry, probability in zip(nbest, probs)]
-
-    if not FLAGS.version_2_with_negative:
-      all_predictions[example.qas_id] = nbest[0].text
-      continue
-    best_non_null_entry = next((entry for entry in nbest if entry.text), None)
-    if best_non_null_entry is None:
-      tf.logging.warning("Question %s has no candidate answer but the null answer.",
-                         example.qas_id)
-      scores_diff_json[example.qas_id] = NO_CANDIDATE_NULL_ODDS
-      all_predictions[example.qas_id] = ""
-      continue
-    score_diff = score_null - best_non_null_entry.start_logit - best_non_null_entry.end_logit
-    scores_diff_json[example.qas_id] = score_diff
-    if score_diff > FLAGS.null_score_diff_threshold:
-      all_predictions[example.qas_id] = ""
-    else:
-      all_predictions[example.qas_id] = best_non_null_entry.text
+        max_answer_length, do_lower_case, FLAGS.version_2_with_negative)
+    all_nbest_json[example.qas_id] = _nbest_json(nbest)
+    all_predictions[example.qas_id], null_odds = _choose_answer(
+        example, nbest, score_null, FLAGS.version_2_with_negative,
+        FLAGS.null_score_diff_threshold)
+    if FLAGS.version_2_with_negative:
+      scores_diff_json[example.qas_id] = null_odds
 
   _write_json(output_prediction_file, all_predictions)
   _write_json(output_nbest_file, all_nbest_json)
   if FLAGS.version_2_with_negative:
     _write_json(output_null_log_odds_file, scores_diff_json)
   return all_predictions, scores_diff_json
+
+
+def _nbest_json(nbest):
+  """The entries of nbest_predictions.json for a list of _NbestPrediction."""
+  probs = _compute_softmax([entry.start_logit + entry.end_logit for entry in nbest])
+  return [
+      collections.OrderedDict([("text", entry.text), ("probability", probability),
+                               ("start_logit", entry.start_logit),
+                               ("end_logit", entry.end_logit)])
+      for entry, probability in zip(nbest, probs)]
+
+
+def _choose_answer(example, nbest, score_null, version_2, null_score_diff_threshold):
+  """The answer of one example from its n-best list and null score (see write_predictions).
+
+  Returns:
+    (text, null_odds): the answer, "" for none; for SQuAD 2.0 (`version_2`), the null score
+    minus the best non-null answer's score, else None.
+  """
+  if not version_2:
+    return nbest[0].text, None
+  best_non_null_entry = next((entry for entry in nbest if entry.text), None)
+  if best_non_null_entry is None:
+    tf.logging.warning("Question %s has no candidate answer but the null answer.",
+                       example.qas_id)
+    return "", NO_CANDIDATE_NULL_ODDS
+  score_diff = score_null - best_non_null_entry.start_logit - best_non_null_entry.end_logit
+  if score_diff > null_score_diff_threshold:
+    return "", score_diff
+  return best_non_null_entry.text, score_diff
 
 
 def _write_json(path, value):
@@ -816,6 +835,13 @@ def _strip_spaces(text):
   return "".join(ns_chars), ns_to_s_map
 
 
+def _log_unmapped_answer(message, *args):
+  """Logs why an answer keeps its whole words, with --verbose_logging."""
+  # A serving program (SquadPredictor) may never parse this script's flags.
+  if FLAGS.is_parsed() and FLAGS.verbose_logging:
+    tf.logging.info(message, *args)
+
+
 def get_final_text(pred_text, orig_text, do_lower_case):
   """Projects a predicted answer, in tokenizer-normalised text, back onto the original text.
 
@@ -831,17 +857,15 @@ def get_final_text(pred_text, orig_text, do_lower_case):
 
   start_position = tok_text.find(pred_text)
   if start_position == -1:
-    if FLAGS.verbose_logging:
-      tf.logging.info("Unable to find text: '%s' in '%s'", pred_text, orig_text)
+    _log_unmapped_answer("Unable to find text: '%s' in '%s'", pred_text, orig_text)
     return orig_text
   end_position = start_position + len(pred_text) - 1
 
   orig_ns_text, orig_ns_to_s_map = _strip_spaces(orig_text)
   tok_ns_text, tok_ns_to_s_map = _strip_spaces(tok_text)
   if len(orig_ns_text) != len(tok_ns_text):
-    if FLAGS.verbose_logging:
-      tf.logging.info("Length not equal after stripping spaces: '%s' vs '%s'",
-                      orig_ns_text, tok_ns_text)
+    _log_unmapped_answer("Length not equal after stripping spaces: '%s' vs '%s'",
+                         orig_ns_text, tok_ns_text)
     return orig_text
 
   tok_s_to_ns_map = {s_index: ns_index for ns_index, s_index in tok_ns_to_s_map.items()}
@@ -852,13 +876,11 @@ def get_final_text(pred_text, orig_text, do_lower_case):
 
   orig_start_position = to_orig_position(start_position)
   if orig_start_position is None:
-    if FLAGS.verbose_logging:
-      tf.logging.info("Couldn't map start position")
+    _log_unmapped_answer("Couldn't map start position")
     return orig_text
   orig_end_position = to_orig_position(end_position)
   if orig_end_position is None:
-    if FLAGS.verbose_logging:
-      tf.logging.info("Couldn't map end position")
+    _log_unmapped_answer("Couldn't map end position")
     return orig_text
   return orig_text[orig_start_position:(orig_end_position + 1)]
 
@@ -921,8 +943,9 @@ def validate_flags_or_throw(bert_config):
   except ValueError as error:
     raise script_io.InputError(" ".join(str(error).split()))
 
-  if not FLAGS.do_train and not FLAGS.do_predict:
-    raise script_io.InputError("At least one of --do_train or --do_predict must be True.")
+  if not FLAGS.do_train and not FLAGS.do_predict and not FLAGS.export_dir:
+    raise script_io.InputError(
+        "At least one of --do_train or --do_predict must be True, or --export_dir given.")
   if FLAGS.do_train and not FLAGS.train_file:
     raise script_io.InputError("--do_train needs --train_file.")
   if FLAGS.do_predict and not FLAGS.predict_file:
@@ -942,6 +965,8 @@ def validate_flags_or_throw(bert_config):
         "--doc_stride=%d must be positive and smaller than the context window, "
         "max_seq_length - max_query_length - 3 = %d, so that windows overlap" %
         (FLAGS.doc_stride, min_window))
+  if FLAGS.export_dir and not FLAGS.do_train:
+    serving.checkpoint_to_export(FLAGS.output_dir, FLAGS.init_checkpoint)
 
 
 def _carries_answers(data):
@@ -1051,6 +1076,105 @@ def _predict(estimator, tokenizer, eval_examples):
                         os.path.join(FLAGS.output_dir, "eval_results.json"))
 
 
+def _export(bert_config):
+  """Writes the model of the latest checkpoint (or --init_checkpoint) into --export_dir.
+
+  The SavedModel's serving_default signature returns "start_logits" and "end_logits"
+  [batch_size, max_seq_length]; see serving.py. `SquadPredictor` serves it with the window and
+  answer flags of this run.
+  """
+  model_fn = model_fn_builder(
+      bert_config=bert_config,
+      init_checkpoint=None,
+      learning_rate=FLAGS.learning_rate,
+      num_train_steps=None,
+      num_warmup_steps=None,
+      use_tpu=False,
+      use_one_hot_embeddings=False)
+  serving.export_saved_model(
+      model_fn, serving.checkpoint_to_export(FLAGS.output_dir, FLAGS.init_checkpoint),
+      FLAGS.export_dir, FLAGS.max_seq_length, FLAGS.vocab_file,
+      settings={
+          "exported_by": "run_squad.py",
+          "do_lower_case": FLAGS.do_lower_case,
+          "doc_stride": FLAGS.doc_stride,
+          "max_query_length": FLAGS.max_query_length,
+          "n_best_size": FLAGS.n_best_size,
+          "max_answer_length": FLAGS.max_answer_length,
+          "version_2_with_negative": FLAGS.version_2_with_negative,
+          "null_score_diff_threshold": FLAGS.null_score_diff_threshold,
+      })
+
+
+SquadPrediction = collections.namedtuple("SquadPrediction", ["text", "nbest", "null_odds"])
+
+
+class SquadPredictor(object):
+  """Answers questions about passages with a SavedModel from --export_dir, loaded once.
+
+  For servers. A question and its passage go through this script's own processing, with the
+  flags of the run that exported the model (--doc_stride, --max_query_length, --n_best_size,
+  --max_answer_length, --version_2_with_negative, --null_score_diff_threshold,
+  --do_lower_case): the passage is split into words and WordPiece windows, the model scores all
+  windows in one batch, and the answer is chosen and mapped back onto the passage as
+  write_predictions does. So an answer equals what --do_predict writes in predictions.json for
+  the same question and context:
+
+    predictor = run_squad.SquadPredictor("/tmp/squad_base/export")
+    predictor.predict("Who wrote it?", "It was written by Ann Smith.").text
+  """
+
+  def __init__(self, saved_model_dir):
+    """Loads a SavedModel folder of --export_dir, or the highest version in --export_dir.
+
+    Raises:
+      ValueError: it is not a SavedModel that run_squad.py exported.
+    """
+    self._model = serving.SavedModelPredictor(saved_model_dir)
+    self._settings = self._model.required_settings("run_squad.py")
+    self._tokenizer = tokenization.FullTokenizer(
+        vocab_file=self._model.vocab_file, do_lower_case=self._settings["do_lower_case"])
+
+  def predict(self, question, context):
+    """Answers one question about one context.
+
+    Returns:
+      SquadPrediction(text, nbest, null_odds): the answer ("" for none, SQuAD 2.0); the n best
+      answers as in nbest_predictions.json; the null odds as in null_odds.json (SQuAD 2.0),
+      else None.
+    """
+    settings = self._settings
+    doc_tokens, _ = split_context(context)
+    example = SquadExample(qas_id="request", question_text=question, doc_tokens=doc_tokens)
+    features = []
+    convert_examples_to_features(
+        examples=[example],
+        tokenizer=self._tokenizer,
+        max_seq_length=self._model.max_seq_length,
+        doc_stride=settings["doc_stride"],
+        max_query_length=settings["max_query_length"],
+        is_training=False,
+        output_fn=features.append)
+    unique_id_to_result = {}
+    if features:
+      outputs = self._model.predict([feature.input_ids for feature in features],
+                                    [feature.input_mask for feature in features],
+                                    [feature.segment_ids for feature in features])
+      for feature, start_logits, end_logits in zip(
+          features, outputs["start_logits"], outputs["end_logits"]):
+        unique_id_to_result[feature.unique_id] = RawResult(
+            unique_id=feature.unique_id,
+            start_logits=[float(x) for x in start_logits],
+            end_logits=[float(x) for x in end_logits])
+    version_2 = settings["version_2_with_negative"]
+    nbest, score_null = _example_nbest(
+        example, features, unique_id_to_result, settings["n_best_size"],
+        settings["max_answer_length"], settings["do_lower_case"], version_2)
+    text, null_odds = _choose_answer(
+        example, nbest, score_null, version_2, settings["null_score_diff_threshold"])
+    return SquadPrediction(text=text, nbest=_nbest_json(nbest), null_odds=null_odds)
+
+
 def main(_):
   tf.logging.set_verbosity(tf.logging.INFO)
 
@@ -1105,6 +1229,8 @@ def main(_):
     _train(estimator, tokenizer, num_train_steps, train_examples)
   if FLAGS.do_predict:
     _predict(estimator, tokenizer, eval_examples)
+  if FLAGS.export_dir:
+    _export(bert_config)
 
 
 if __name__ == "__main__":
