@@ -4,11 +4,18 @@ The TPU flags, the RunConfig and TPUEstimator they describe, the BERT config che
 the sequence length, TFRecord input pipelines, checkpoint initialisation and the eval results
 file. `run_pretraining.py`, `run_classifier.py`, `run_squad.py` and `extract_features.py` build
 on it; each keeps its own model_fn and flags.
+
+Training on several GPUs or machines, or in micro-batches (`define_scale_flags`), is also here:
+with --distribution_strategy, `make_estimator` runs the same TPUEstimator model_fn in a plain
+Estimator under a `tf.distribute` strategy, and `train` starts it the way the strategy needs.
 """
 
 from __future__ import absolute_import
 from __future__ import division
 from __future__ import print_function
+
+import json
+import os
 
 from absl import flags
 import modeling
@@ -69,10 +76,61 @@ def load_bert_config(bert_config_file, max_seq_length):
   return bert_config
 
 
+DISTRIBUTION_STRATEGIES = ("none", "mirrored", "multi_worker_mirrored")
+
+
+def define_scale_flags():
+  """Defines the flags for several devices, machines and micro-batches, once per process."""
+  if "distribution_strategy" in FLAGS:
+    return
+  flags.DEFINE_enum(
+      "distribution_strategy", "none", list(DISTRIBUTION_STRATEGIES),
+      "How to spread training over devices when not --use_tpu: none (one device, the "
+      "original's TPUEstimator), mirrored (the GPUs of this machine) or multi_worker_mirrored "
+      "(the GPUs of several machines listed in the TF_CONFIG environment variable). "
+      "Evaluation and prediction run on one device.")
+  flags.DEFINE_integer(
+      "num_gpus", None,
+      "Only used with --distribution_strategy=mirrored: the number of GPUs to train on (the "
+      "first ones). Default: all visible GPUs, or the CPU when there is none.")
+  flags.DEFINE_integer(
+      "gradient_accumulation_steps", 1,
+      "Split each batch of --train_batch_size examples into this many micro-batches, run one "
+      "after the other, and update the model once with their summed gradients. Steps "
+      "(--num_train_steps, --num_warmup_steps, --save_checkpoints_steps) count updates.")
+
+
+def micro_batch_size(train_batch_size, gradient_accumulation_steps):
+  """Returns the number of examples of one micro-batch: train_batch_size / accumulation steps.
+
+  Raises:
+    script_io.InputError: if gradient_accumulation_steps is not positive or does not divide
+      train_batch_size.
+  """
+  if gradient_accumulation_steps < 1:
+    raise script_io.InputError(
+        "--gradient_accumulation_steps=%d: must be 1 or more" % gradient_accumulation_steps)
+  if train_batch_size % gradient_accumulation_steps:
+    raise script_io.InputError(
+        "--train_batch_size=%d cannot be split into --gradient_accumulation_steps=%d "
+        "micro-batches of equal size: choose a divisor" %
+        (train_batch_size, gradient_accumulation_steps))
+  return train_batch_size // gradient_accumulation_steps
+
+
 def make_estimator(model_fn, output_dir, train_batch_size=None, eval_batch_size=None,
                    predict_batch_size=None, save_checkpoints_steps=None,
                    iterations_per_loop=1000):
-  """Builds the TPUEstimator the original scripts use; it runs on CPU/GPU when not --use_tpu.
+  """Builds the Estimator that trains, evaluates and predicts with a TPUEstimator `model_fn`.
+
+  With --use_tpu or --distribution_strategy=none (the default), this is the TPUEstimator the
+  original scripts use; it runs on CPU/GPU when not --use_tpu. With another strategy it is a
+  plain Estimator that trains under that `tf.distribute` strategy (see `define_scale_flags`);
+  its evaluation and prediction run on one device, so every example counts once.
+
+  With --gradient_accumulation_steps=N the input_fn gives micro-batches of train_batch_size / N
+  examples (divided again among the replicas of a strategy); the model_fn must pass N to
+  `optimization.create_optimizer`.
 
   Args:
     model_fn: a TPUEstimator model_fn (features, labels, mode, params).
@@ -82,8 +140,31 @@ def make_estimator(model_fn, output_dir, train_batch_size=None, eval_batch_size=
     iterations_per_loop: steps per TPU loop (and per Estimator log line off TPU).
 
   Returns:
-    A `tf.estimator.tpu.TPUEstimator`.
+    A `tf.estimator.tpu.TPUEstimator`, or a `DistributedEstimator` under a strategy; both
+    train(input_fn=..., max_steps=...), evaluate(input_fn=..., steps=...) and predict(input_fn).
+
+  Raises:
+    script_io.InputError: the scale flags do not fit each other, the batch size or TF_CONFIG.
   """
+  strategy_name = _flag_value("distribution_strategy", "none")
+  accumulation_steps = _flag_value("gradient_accumulation_steps", 1)
+  if FLAGS.use_tpu and strategy_name != "none":
+    raise script_io.InputError(
+        "--use_tpu trains on TPU cores with TPUEstimator; --distribution_strategy=%s is for "
+        "GPUs and CPUs: leave it at none" % strategy_name)
+  if FLAGS.use_tpu and accumulation_steps != 1:
+    raise script_io.InputError(
+        "--gradient_accumulation_steps=%d: gradient accumulation is not supported with "
+        "--use_tpu; use more TPU cores (--num_tpu_cores) for a larger batch" %
+        accumulation_steps)
+  if train_batch_size is not None:
+    train_batch_size = micro_batch_size(train_batch_size, accumulation_steps)
+
+  if strategy_name != "none":
+    return _make_distributed_estimator(model_fn, output_dir, strategy_name, train_batch_size,
+                                       eval_batch_size, predict_batch_size,
+                                       save_checkpoints_steps)
+
   tpu_cluster_resolver = None
   if FLAGS.use_tpu and FLAGS.tpu_name:
     tpu_cluster_resolver = tf.distribute.cluster_resolver.TPUClusterResolver(
@@ -104,6 +185,176 @@ def make_estimator(model_fn, output_dir, train_batch_size=None, eval_batch_size=
       train_batch_size=train_batch_size,
       eval_batch_size=eval_batch_size,
       predict_batch_size=predict_batch_size)
+
+
+def _flag_value(name, default):
+  """The value of a flag of `define_scale_flags`, or `default` in a script that has none."""
+  return FLAGS[name].value if name in FLAGS else default
+
+
+def _make_distributed_estimator(model_fn, output_dir, strategy_name, train_batch_size,
+                                eval_batch_size, predict_batch_size, save_checkpoints_steps):
+  """Builds the plain Estimator that trains `model_fn` under the named tf.distribute strategy."""
+  num_gpus = _flag_value("num_gpus", None)
+  if strategy_name == "mirrored":
+    strategy = tf.distribute.MirroredStrategy(devices=_mirrored_devices(num_gpus))
+  else:
+    if num_gpus is not None:
+      raise script_io.InputError(
+          "--num_gpus is only for --distribution_strategy=mirrored; each worker of "
+          "multi_worker_mirrored trains on all its visible GPUs (set CUDA_VISIBLE_DEVICES)")
+    _check_tf_config()
+    strategy = tf.distribute.experimental.MultiWorkerMirroredStrategy()
+
+  num_replicas = strategy.num_replicas_in_sync
+  if train_batch_size is not None and train_batch_size % num_replicas:
+    raise script_io.InputError(
+        "--train_batch_size: micro-batches of %d examples cannot be shared evenly by the %d "
+        "replicas of --distribution_strategy=%s" %
+        (train_batch_size, num_replicas, strategy_name))
+
+  num_cpus = len(tf.config.list_logical_devices("CPU"))
+  session_config = tf.ConfigProto(
+      allow_soft_placement=True,
+      device_count={"CPU": num_cpus},
+      # An all-reduce holds inter-op threads while it waits for every replica; with the default
+      # of one thread per core, two replicas on a 2-core machine deadlocked.
+      inter_op_parallelism_threads=max(os.cpu_count() or 1, 8 * num_replicas))
+  run_config = tf.estimator.RunConfig(
+      model_dir=output_dir,
+      save_checkpoints_steps=save_checkpoints_steps,
+      session_config=session_config,
+      train_distribute=strategy)
+  return DistributedEstimator(
+      model_fn, run_config,
+      train_batch_size=None if train_batch_size is None else train_batch_size // num_replicas,
+      eval_batch_size=eval_batch_size,
+      predict_batch_size=predict_batch_size)
+
+
+def _mirrored_devices(num_gpus):
+  """Returns the names of the devices MirroredStrategy trains on (see --num_gpus)."""
+  gpus = [device.name for device in tf.config.list_logical_devices("GPU")]
+  if num_gpus is not None:
+    if not 1 <= num_gpus <= len(gpus):
+      raise script_io.InputError(
+          "--num_gpus=%d: this machine has %d visible GPUs" % (num_gpus, len(gpus)))
+    return gpus[:num_gpus]
+  # Without a GPU, the CPU; or several logical CPUs where tf.config made them (the tests).
+  return gpus or [device.name for device in tf.config.list_logical_devices("CPU")]
+
+
+def _check_tf_config():
+  """Checks that TF_CONFIG names a cluster of workers and this process's task in it."""
+  try:
+    tf_config = json.loads(os.environ.get("TF_CONFIG") or "{}")
+  except ValueError as error:
+    raise script_io.InputError("TF_CONFIG is not JSON: %s" % error)
+  cluster = tf_config.get("cluster") or {}
+  task = tf_config.get("task") or {}
+  if not cluster or "type" not in task or "index" not in task:
+    raise script_io.InputError(
+        "--distribution_strategy=multi_worker_mirrored needs the TF_CONFIG environment "
+        "variable: {\"cluster\": {\"worker\": [\"host:port\", ...]}, "
+        "\"task\": {\"type\": \"worker\", \"index\": i}}")
+  if set(cluster) - {"chief", "worker"}:
+    raise script_io.InputError(
+        "TF_CONFIG: multi_worker_mirrored trains on \"chief\" and \"worker\" tasks only, "
+        "not %s" % ", ".join(sorted(set(cluster) - {"chief", "worker"})))
+
+
+class DistributedEstimator(object):
+  """Trains a TPUEstimator model_fn under a tf.distribute strategy; evaluates on one device.
+
+  A plain `tf.estimator.Estimator` takes the model_fn (its TPUEstimatorSpec converted) and the
+  RunConfig with the strategy. `train`, `evaluate` and `predict` are TPUEstimator's: each
+  input_fn(params) gets params["batch_size"] as TPUEstimator would give it, which a plain
+  Estimator does not. For training that is one replica's share of a micro-batch (each replica
+  reads batches of its own; each worker of a multi-worker strategy reads the whole input and
+  keeps every k-th batch, k workers in all). Evaluation and prediction run on one device with
+  the whole eval or predict batch, so every example counts once, as on one device.
+
+  Attributes:
+    estimator: the `tf.estimator.Estimator`.
+  """
+
+  def __init__(self, model_fn, config, train_batch_size, eval_batch_size, predict_batch_size):
+    # params={} only silences the Estimator's warning that the model_fn takes params.
+    self.estimator = tf.estimator.Estimator(
+        model_fn=_estimator_model_fn(model_fn), config=config, params={})
+    self._train_batch_size = train_batch_size
+    self._eval_batch_size = eval_batch_size
+    self._predict_batch_size = predict_batch_size
+
+  @property
+  def config(self):
+    return self.estimator.config
+
+  @property
+  def model_dir(self):
+    return self.estimator.model_dir
+
+  def train(self, input_fn, max_steps=None):
+    """Trains until the global step (which counts updates) reaches max_steps.
+
+    `Estimator.train` refuses a multi-worker strategy; there `train_and_evaluate` trains this
+    worker in step with the others of the TF_CONFIG cluster and returns when all reach
+    max_steps. Its EvalSpec is never used: the cluster has no "evaluator" task. Only the chief
+    writes checkpoints.
+    """
+    input_fn = _batched_input_fn(input_fn, self._train_batch_size)
+    if self.config.train_distribute.extended.experimental_between_graph:
+      tf.estimator.train_and_evaluate(
+          self.estimator,
+          tf.estimator.TrainSpec(input_fn=input_fn, max_steps=max_steps),
+          tf.estimator.EvalSpec(input_fn=input_fn))
+    else:
+      self.estimator.train(input_fn=input_fn, max_steps=max_steps)
+    return self
+
+  def evaluate(self, input_fn, **kwargs):
+    """`Estimator.evaluate` on one device, batches of eval_batch_size examples."""
+    self._check_single_worker("evaluate")
+    return self.estimator.evaluate(_batched_input_fn(input_fn, self._eval_batch_size), **kwargs)
+
+  def predict(self, input_fn, **kwargs):
+    """`Estimator.predict` on one device, batches of predict_batch_size examples."""
+    self._check_single_worker("predict")
+    return self.estimator.predict(
+        _batched_input_fn(input_fn, self._predict_batch_size), **kwargs)
+
+  def _check_single_worker(self, action):
+    # A worker that is not the chief could read the checkpoint before the chief has written the
+    # last one, or not see it at all when the output directory is not shared.
+    if self.config.train_distribute.extended.experimental_between_graph:
+      raise script_io.InputError(
+          "--distribution_strategy=multi_worker_mirrored only trains: %s in a separate run "
+          "with --distribution_strategy=none on the same --output_dir" % action)
+
+
+def _estimator_model_fn(model_fn):
+  """Wraps a TPUEstimator model_fn into one that returns a plain `EstimatorSpec`."""
+
+  def estimator_model_fn(features, labels, mode, params):
+    spec = model_fn(features, labels, mode, params)
+    if isinstance(spec, tf.estimator.tpu.TPUEstimatorSpec):
+      spec = spec.as_estimator_spec()
+    return spec
+
+  return estimator_model_fn
+
+
+def _batched_input_fn(input_fn, batch_size):
+  """Wraps input_fn(params) to get params["batch_size"] and one worker's share of the batches."""
+
+  def batched_input_fn(params, input_context=None):
+    dataset = input_fn(dict(params, batch_size=batch_size))
+    if input_context is not None and input_context.num_input_pipelines > 1:
+      dataset = dataset.shard(input_context.num_input_pipelines,
+                              input_context.input_pipeline_id)
+    return dataset
+
+  return batched_input_fn
 
 
 def decode_record(record, name_to_features):

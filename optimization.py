@@ -5,8 +5,15 @@
 only the hooks of `tf.train.Optimizer` (`_create_slots`, `_prepare`, `_apply_dense`, ...), so the
 base class's `apply_gradients` does the rest: it skips variables without a gradient, merges the
 replicas of a `tf.distribute` strategy and increments the global step after the update.
+
+Under a `tf.distribute` strategy, or when gradients are accumulated over several micro-batches,
+`create_optimizer` does not use the base `apply_gradients`: it sums the gradients of all
+micro-batches and replicas first, with one all-reduce per update, so that clipping sees the
+gradient of the whole global batch, exactly as one device training on that batch would.
 """
 
+import functools
+import numbers
 import re
 
 import tensorflow.compat.v1 as tf
@@ -15,12 +22,28 @@ import tensorflow.compat.v1 as tf
 EXCLUDE_FROM_WEIGHT_DECAY = ["LayerNorm", "layer_norm", "bias"]
 
 
-def create_optimizer(loss, init_lr, num_train_steps, num_warmup_steps, use_tpu):
+# BERT was pre-trained with its gradients clipped to this global norm.
+CLIP_NORM = 1.0
+
+
+def create_optimizer(loss, init_lr, num_train_steps, num_warmup_steps, use_tpu,
+                     gradient_accumulation_steps=1):
   """Creates the op that makes one training step on all trainable variables.
 
   Gradients of `loss` are clipped to a global norm of 1.0 and applied by an
   `AdamWeightDecayOptimizer` (weight decay rate 0.01, none on LayerNorm and bias variables) with
   the learning rate of `learning_rate_schedule`. The op also increments the global step by one.
+
+  With gradient_accumulation_steps = N > 1, `loss` is the mean loss of a micro-batch of 1/N of
+  the batch. Each run of the op adds 1/N of its gradients to accumulators (local variables, left
+  out of checkpoints); every N-th run clips and applies their sum, the gradient of the whole
+  batch's mean loss, increments the global step and empties the accumulators. num_train_steps,
+  num_warmup_steps and the global step count these updates, not the runs.
+
+  Under a `tf.distribute` strategy the op must be built in a replica context (an Estimator's
+  model_fn is), where `loss` is the mean loss of the replica's share of the batch: the replicas'
+  gradients are summed with one all-reduce per update, before clipping, and the variables and
+  the global step are updated once, so R replicas train as one device on their whole batch.
 
   Args:
     loss: float32 Tensor of shape [], the loss to minimise.
@@ -28,14 +51,19 @@ def create_optimizer(loss, init_lr, num_train_steps, num_warmup_steps, use_tpu):
     num_train_steps: positive int, the step at which the learning rate reaches 0.0.
     num_warmup_steps: int >= 0 (or None for 0), the number of linear warm-up steps.
     use_tpu: bool, whether to sum the gradients of the TPU shards (`tf.tpu.CrossShardOptimizer`).
+    gradient_accumulation_steps: positive int, the number of runs (micro-batches) per update.
 
   Returns:
     The training `Operation`.
 
   Raises:
-    ValueError: if num_train_steps is not positive or num_warmup_steps is negative.
+    ValueError: if num_train_steps is not positive, num_warmup_steps is negative,
+      gradient_accumulation_steps is not a positive int or is above 1 with use_tpu or with
+      reference (not resource) variables, or the op is built in the cross-replica context of a
+      strategy.
   """
   _check_step_counts(num_train_steps, num_warmup_steps)
+  _check_accumulation_steps(gradient_accumulation_steps, use_tpu)
   global_step = tf.train.get_or_create_global_step()
   learning_rate = learning_rate_schedule(global_step, init_lr, num_train_steps, num_warmup_steps)
 
@@ -52,8 +80,12 @@ def create_optimizer(loss, init_lr, num_train_steps, num_warmup_steps, use_tpu):
   tvars = tf.trainable_variables()
   grads = tf.gradients(loss, tvars)
 
+  if gradient_accumulation_steps > 1 or tf.distribute.has_strategy():
+    return _apply_once_per_update(optimizer, grads, tvars, global_step,
+                                  gradient_accumulation_steps)
+
   # BERT was pre-trained with this clipping; on TPU it applies to each shard's gradients.
-  grads, _ = tf.clip_by_global_norm(grads, clip_norm=1.0)
+  grads, _ = tf.clip_by_global_norm(grads, clip_norm=CLIP_NORM)
 
   return optimizer.apply_gradients(zip(grads, tvars), global_step=global_step)
 
@@ -96,6 +128,207 @@ def _check_step_counts(num_train_steps, num_warmup_steps):
         "too few training examples for the batch size?" % (num_train_steps,))
   if num_warmup_steps is not None and num_warmup_steps < 0:
     raise ValueError("num_warmup_steps must be 0 or more, got %r" % (num_warmup_steps,))
+
+
+def _check_accumulation_steps(gradient_accumulation_steps, use_tpu):
+  """Raises ValueError for a number of micro-batches per update that cannot work."""
+  steps = gradient_accumulation_steps
+  if isinstance(steps, bool) or not isinstance(steps, numbers.Integral) or steps < 1:
+    raise ValueError("gradient_accumulation_steps must be a positive int, got %r" %
+                     (gradient_accumulation_steps,))
+  if use_tpu and gradient_accumulation_steps > 1:
+    raise ValueError(
+        "gradient_accumulation_steps=%d: gradient accumulation is not supported on TPU; "
+        "use more TPU cores for a larger batch" % gradient_accumulation_steps)
+
+
+def _apply_once_per_update(optimizer, grads, tvars, global_step, gradient_accumulation_steps):
+  """Builds the train op that sums the gradients of all micro-batches and replicas, then updates.
+
+  Runs in a replica context (the default one when there is no strategy). Each replica scales the
+  gradients of its micro-batch's mean loss by 1 / (N * R), N micro-batches per update and R
+  replicas, so that the sum over micro-batches and replicas is the gradient of the global
+  batch's mean loss.
+
+  tf.clip_by_global_norm measures an embedding lookup's gradient (tf.IndexedSlices) row by row,
+  one row per looked-up id, before the rows of a repeated id are summed. Summing micro-batches
+  and replicas adds those rows together, so the squared norm of the rows is taken here, before
+  any sum, and summed alongside the gradients: the update is clipped by the same norm as one
+  device training on the whole batch, repeated ids and all.
+
+  Args:
+    optimizer: the `AdamWeightDecayOptimizer`.
+    grads: list of gradients (Tensor, IndexedSlices or None), one per variable of `tvars`.
+    tvars: list of the trainable variables.
+    global_step: the global step variable.
+    gradient_accumulation_steps: positive int, N.
+
+  Returns:
+    The training `Operation`.
+  """
+  replica_context = tf.distribute.get_replica_context()
+  if replica_context is None:
+    raise ValueError("create_optimizer must be called in a replica context of the tf.distribute "
+                     "strategy, e.g. in an Estimator's model_fn, not in its cross-replica scope")
+  share = 1.0 / (gradient_accumulation_steps * replica_context.num_replicas_in_sync)
+  grads_and_vars = [(_scale(grad, share), var) for grad, var in zip(grads, tvars)
+                    if grad is not None]
+  is_sparse = [isinstance(grad, tf.IndexedSlices) for grad, _ in grads_and_vars]
+  sparse_squared_norm = tf.add_n(
+      [tf.constant(0.0)] + [tf.reduce_sum(tf.square(grad.values)) for grad, _ in grads_and_vars
+                            if isinstance(grad, tf.IndexedSlices)])
+
+  if gradient_accumulation_steps == 1:
+    update = functools.partial(_update_once, optimizer=optimizer, global_step=global_step,
+                               is_sparse=is_sparse)
+    return replica_context.merge_call(update, args=(grads_and_vars, sparse_squared_norm))
+
+  sums_and_vars, norm_sum, accumulators = _accumulate(grads_and_vars, sparse_squared_norm)
+  with tf.variable_scope("gradient_accumulation"):
+    micro_step = tf.get_variable(
+        "micro_step", [], tf.int64, initializer=tf.zeros_initializer(), trainable=False,
+        collections=[tf.GraphKeys.LOCAL_VARIABLES], use_resource=True)
+  update = functools.partial(
+      _update_every_n_runs, optimizer=optimizer, global_step=global_step, is_sparse=is_sparse,
+      accumulators=accumulators, micro_step=micro_step,
+      gradient_accumulation_steps=gradient_accumulation_steps)
+  return replica_context.merge_call(update, args=(sums_and_vars, norm_sum))
+
+
+def _accumulate(grads_and_vars, sparse_squared_norm):
+  """Adds this run's gradients and sparse squared norm to one replica's running sums.
+
+  Returns:
+    (list of (sum so far, variable), float32 [] sum of the squared norms so far, list of the
+    accumulator variables, to be zeroed after each update).
+
+  Raises:
+    ValueError: for a reference variable, which cannot be updated inside the tf.cond that
+      chooses between accumulating and updating.
+  """
+  for _, var in grads_and_vars:
+    if var.dtype != var.dtype.base_dtype:
+      raise ValueError(
+          "gradient accumulation updates the variables inside a tf.cond, which needs resource "
+          "variables (TF2's default); %s is a reference variable" % var.name)
+  with tf.variable_scope("gradient_accumulation"):
+    accumulators = [_local_accumulator(var.name.split(":")[0], var.shape)
+                    for _, var in grads_and_vars]
+    norm_accumulator = _local_accumulator("sparse_squared_norm", [])
+  sums_and_vars = [
+      (accumulator.assign_add(_densify(grad, var)).read_value(), var)
+      for accumulator, (grad, var) in zip(accumulators, grads_and_vars)]
+  norm_sum = norm_accumulator.assign_add(sparse_squared_norm).read_value()
+  return sums_and_vars, norm_sum, accumulators + [norm_accumulator]
+
+
+def _local_accumulator(name, shape):
+  """Creates a float32 variable of zeros for one replica's running sum; not in checkpoints.
+
+  Each replica of a strategy keeps its own copy (ON_READ synchronization); a checkpoint restore
+  leaves it at zero, so a run resumed from a checkpoint starts its update afresh.
+  """
+  return tf.get_variable(
+      name, shape, tf.float32, initializer=tf.zeros_initializer(), trainable=False,
+      collections=[tf.GraphKeys.LOCAL_VARIABLES], use_resource=True,
+      synchronization=tf.VariableSynchronization.ON_READ,
+      aggregation=tf.VariableAggregation.SUM)
+
+
+def _update_every_n_runs(strategy, sums_and_vars, norm_sum, optimizer, global_step, is_sparse,
+                         accumulators, micro_step, gradient_accumulation_steps):
+  """Cross-replica context: on every N-th run, updates once and empties the accumulators."""
+
+  def update_and_restart():
+    update = _update_once(strategy, sums_and_vars, norm_sum, optimizer, global_step, is_sparse)
+    with tf.control_dependencies([update]):
+      restarts = [strategy.extended.update(accumulator, _assign_zeros)
+                  for accumulator in accumulators]
+      restarts.append(micro_step.assign(0, read_value=False))
+    return tf.group(restarts)
+
+  def count_micro_step():
+    return tf.group(micro_step.assign_add(1, read_value=False))
+
+  return tf.cond(micro_step >= gradient_accumulation_steps - 1,
+                 update_and_restart, count_micro_step)
+
+
+def _update_once(strategy, grads_and_vars, sparse_squared_norm, optimizer, global_step,
+                 is_sparse):
+  """Cross-replica context: sums the replicas' gradients, clips them and applies them once.
+
+  One batched all-reduce sums the gradients and the squared norm of their sparse rows. Every
+  replica then applies the same clipped sum to its own copy of each variable, so the learning
+  rate and the weight decay act once per update; the global step then advances by one.
+
+  Args:
+    strategy: the `tf.distribute.Strategy` (the default one when there is none).
+    grads_and_vars: list of (gradient, variable), each gradient one value per replica.
+    sparse_squared_norm: float32 [] per replica, the squared norm of the IndexedSlices rows.
+    optimizer: the `AdamWeightDecayOptimizer`.
+    global_step: the global step variable.
+    is_sparse: list of bools, whether each gradient was an IndexedSlices, measured in
+      sparse_squared_norm rather than by its sum (which accumulation makes dense).
+
+  Returns:
+    The update `Operation`.
+  """
+  variables = [var for _, var in grads_and_vars]
+  reduced = strategy.extended.batch_reduce_to(
+      tf.distribute.ReduceOp.SUM, grads_and_vars + [(sparse_squared_norm, variables[0])])
+  grads, sparse_squared_norm = reduced[:-1], reduced[-1]
+
+  # All replicas hold the same sums; the norm is taken from the first replica's copy.
+  def first_copy(value):
+    return strategy.experimental_local_results(value)[0]
+
+  dense_squared_norms = [tf.reduce_sum(tf.square(first_copy(grad)))
+                         for grad, sparse in zip(grads, is_sparse) if not sparse]
+  global_norm = tf.sqrt(tf.add_n(dense_squared_norms + [first_copy(sparse_squared_norm)]))
+
+  # The optimizer's own hooks, called as the base apply_gradients would, but on gradients
+  # already summed: the base class would sum the replicas a second time.
+  with tf.init_scope():
+    optimizer._create_slots(variables)  # pylint: disable=protected-access
+  with tf.name_scope(optimizer.get_name()):
+    optimizer._prepare()  # pylint: disable=protected-access
+    apply_clipped = functools.partial(_apply_clipped, optimizer, global_norm)
+    updates = []
+    for grad, var in zip(grads, variables):
+      updates.extend(strategy.extended.update(var, apply_clipped, args=(grad,), group=False))
+    with tf.control_dependencies(updates):
+      return strategy.extended.update(global_step, _increment, group=True)
+
+
+def _apply_clipped(optimizer, global_norm, var, grad):
+  """Clips `grad` by the global norm and applies it to one replica's copy of `var`."""
+  (grad,), _ = tf.clip_by_global_norm([grad], clip_norm=CLIP_NORM, use_norm=global_norm)
+  if isinstance(grad, tf.IndexedSlices):
+    return optimizer._apply_sparse(grad, var)  # pylint: disable=protected-access
+  return optimizer._apply_dense(grad, var)  # pylint: disable=protected-access
+
+
+def _scale(grad, factor):
+  """Multiplies a Tensor or IndexedSlices gradient by the float `factor`."""
+  if isinstance(grad, tf.IndexedSlices):
+    return tf.IndexedSlices(grad.values * factor, grad.indices, grad.dense_shape)
+  return grad * factor
+
+
+def _densify(grad, var):
+  """Returns the gradient as a Tensor of var's shape, an IndexedSlices' repeated rows summed."""
+  if isinstance(grad, tf.IndexedSlices):
+    return _to_dense(grad.values, grad.indices, var)
+  return grad
+
+
+def _assign_zeros(var):
+  return var.assign(tf.zeros_like(var), read_value=False)
+
+
+def _increment(step):
+  return step.assign_add(1, read_value=False)
 
 
 class AdamWeightDecayOptimizer(tf.train.Optimizer):
