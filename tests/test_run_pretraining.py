@@ -1,0 +1,267 @@
+"""Tests of run_pretraining.py: eval parity with the original, training, resuming, bad input."""
+
+import json
+import os
+
+import numpy as np
+import pytest
+import support
+import tensorflow.compat.v1 as tf
+
+MODEL_CONFIG = support.fixture_path("modeling", "bert_config.json")
+MODEL_CHECKPOINT = support.fixture_path("modeling", "bert_model.ckpt")
+REFERENCE_RECORDS = support.fixture_path("pretraining_data", "reference.tfrecord")
+SAMPLE_TEXT = os.path.join(support.REPO_DIR, "sample_text.txt")
+
+# A model small enough to train for a few dozen steps in seconds.
+TINY_CONFIG = {
+    "attention_probs_dropout_prob": 0.1,
+    "hidden_act": "gelu",
+    "hidden_dropout_prob": 0.1,
+    "hidden_size": 32,
+    "initializer_range": 0.02,
+    "intermediate_size": 64,
+    "max_position_embeddings": 64,
+    "num_attention_heads": 2,
+    "num_hidden_layers": 2,
+    "type_vocab_size": 2,
+    "vocab_size": 30522,
+}
+TINY_SEQ_LENGTH = 64
+TINY_PREDICTIONS = 10
+
+# Short training on the fixture records; the fixture checkpoint was made with these lengths.
+FIXTURE_TRAIN_FLAGS = [
+    "--bert_config_file=" + MODEL_CONFIG,
+    "--input_file=" + REFERENCE_RECORDS,
+    "--do_train=true",
+    "--train_batch_size=8",
+    "--learning_rate=1e-4",
+    "--num_warmup_steps=0",
+    "--save_checkpoints_steps=2",
+    "--iterations_per_loop=2",
+]
+
+
+def run_pretraining(args):
+  """Runs run_pretraining.py and fails the test, showing its output, if it fails."""
+  result = support.run_script("run_pretraining", args)
+  assert result.returncode == 0, result.stderr[-3000:]
+  return result
+
+
+def read_eval_results(output_dir):
+  """Returns eval_results.txt of `output_dir` as a dict of name -> float."""
+  return read_eval_results_file(os.path.join(output_dir, "eval_results.txt"))
+
+
+def read_eval_results_file(path):
+  """Returns the `name = value` lines of an eval results file as a dict of name -> float."""
+  results = {}
+  with open(path) as reader:
+    for line in reader:
+      name, value = line.split(" = ")
+      results[name] = float(value)
+  return results
+
+
+def latest_global_step(output_dir):
+  return tf.train.load_variable(output_dir, "global_step")
+
+
+def expect_input_error(args, *fragments):
+  """Runs run_pretraining.py expecting exit status 1 and a one-line error with `fragments`."""
+  result = support.run_script("run_pretraining", args)
+  assert result.returncode == 1, result.stderr[-3000:]
+  assert "Traceback" not in result.stderr
+  last_line = result.stderr.strip().splitlines()[-1]
+  assert last_line.startswith("ERROR: "), last_line
+  for fragment in fragments:
+    assert fragment in last_line
+  return last_line
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory):
+  """Writes the tiny config and pre-training records made from sample_text.txt."""
+  data_dir = tmp_path_factory.mktemp("tiny_model")
+  config_file = str(data_dir / "bert_config.json")
+  with open(config_file, "w") as writer:
+    json.dump(TINY_CONFIG, writer)
+  records = str(data_dir / "sample.tfrecord")
+  result = support.run_script("create_pretraining_data", [
+      "--input_file=" + SAMPLE_TEXT,
+      "--output_file=" + records,
+      "--vocab_file=" + support.VOCAB_FILE,
+      "--do_lower_case=true",
+      "--max_seq_length=%d" % TINY_SEQ_LENGTH,
+      "--max_predictions_per_seq=%d" % TINY_PREDICTIONS,
+      "--masked_lm_prob=0.15",
+      "--random_seed=12345",
+      "--dupe_factor=1",
+  ])
+  assert result.returncode == 0, result.stderr[-3000:]
+  return config_file, records
+
+
+def tiny_model_flags(tiny_model, output_dir):
+  config_file, records = tiny_model
+  return [
+      "--bert_config_file=" + config_file,
+      "--input_file=" + records,
+      "--output_dir=" + output_dir,
+      "--max_seq_length=%d" % TINY_SEQ_LENGTH,
+      "--max_predictions_per_seq=%d" % TINY_PREDICTIONS,
+      "--eval_batch_size=16",
+      "--max_eval_steps=4",
+  ]
+
+
+def test_eval_matches_reference(tmp_path):
+  run_pretraining([
+      "--bert_config_file=" + MODEL_CONFIG,
+      "--init_checkpoint=" + MODEL_CHECKPOINT,
+      "--input_file=" + REFERENCE_RECORDS,
+      "--output_dir=" + str(tmp_path),
+      "--do_eval=true",
+      "--eval_batch_size=8",
+      "--max_seq_length=128",
+      "--max_predictions_per_seq=20",
+      "--max_eval_steps=5",
+  ])
+  results = read_eval_results(str(tmp_path))
+  expected = read_eval_results_file(
+      support.fixture_path("pretraining_data", "reference_eval_results.txt"))
+  assert sorted(results) == [
+      "global_step", "loss", "masked_lm_accuracy", "masked_lm_loss",
+      "next_sentence_accuracy", "next_sentence_loss"
+  ]
+  assert sorted(results) == sorted(expected)
+  for name in expected:
+    assert results[name] == pytest.approx(expected[name], abs=1e-4), name
+
+
+def test_train_and_eval_lowers_loss(tiny_model, tmp_path):
+  untrained_dir = str(tmp_path / "untrained")
+  run_pretraining(tiny_model_flags(tiny_model, untrained_dir) + ["--do_eval=true"])
+  before = read_eval_results(untrained_dir)
+
+  trained_dir = str(tmp_path / "trained")
+  run_pretraining(tiny_model_flags(tiny_model, trained_dir) + [
+      "--do_train=true",
+      "--do_eval=true",
+      "--train_batch_size=16",
+      "--learning_rate=2e-3",
+      "--num_train_steps=40",
+      "--num_warmup_steps=4",
+      "--save_checkpoints_steps=40",
+      "--iterations_per_loop=40",
+  ])
+  after = read_eval_results(trained_dir)
+
+  assert before["global_step"] == 0
+  assert after["global_step"] == 40
+  assert after["masked_lm_loss"] < before["masked_lm_loss"] - 1.0, (before, after)
+  assert after["loss"] < before["loss"] - 1.0, (before, after)
+  assert latest_global_step(trained_dir) == 40
+
+
+def test_training_resumes_from_latest_checkpoint(tmp_path):
+  output_dir = str(tmp_path)
+  train_flags = FIXTURE_TRAIN_FLAGS + [
+      "--output_dir=" + output_dir, "--init_checkpoint=" + MODEL_CHECKPOINT]
+  run_pretraining(train_flags + ["--num_train_steps=4"])
+  assert latest_global_step(output_dir) == 4
+
+  # A run killed between steps 2 and 4 leaves model.ckpt-2 as the latest checkpoint; running
+  # the same command again continues from there instead of starting over.
+  for name in tf.io.gfile.glob(os.path.join(output_dir, "model.ckpt-4.*")):
+    tf.io.gfile.remove(name)
+  checkpoint_2 = os.path.join(output_dir, "model.ckpt-2")
+  tf.train.update_checkpoint_state(output_dir, checkpoint_2)
+  result = run_pretraining(train_flags + ["--num_train_steps=4"])
+  assert "Restoring parameters from %s\n" % checkpoint_2 in result.stderr
+  assert "Saving checkpoints for 0 into" not in result.stderr
+  assert latest_global_step(output_dir) == 4
+  weights_at_4 = tf.train.load_variable(output_dir, "cls/predictions/transform/dense/kernel")
+
+  # More steps on a finished run continue from its last checkpoint, not from init_checkpoint.
+  result = run_pretraining(train_flags + [
+      "--num_train_steps=6", "--do_eval=true", "--max_eval_steps=1"])
+  checkpoint_4 = os.path.join(output_dir, "model.ckpt-4")
+  assert "Restoring parameters from %s\n" % checkpoint_4 in result.stderr
+  assert latest_global_step(output_dir) == 6
+  assert read_eval_results(output_dir)["global_step"] == 6
+  weights_at_6 = tf.train.load_variable(output_dir, "cls/predictions/transform/dense/kernel")
+  assert not np.array_equal(weights_at_4, weights_at_6)
+
+
+def test_gather_indexes_picks_positions_of_each_sequence():
+  run_pretraining_module = support.load_script("run_pretraining")
+  sequences = np.arange(2 * 5 * 3, dtype=np.float32).reshape([2, 5, 3])
+  positions = np.array([[4, 0], [1, 1]], dtype=np.int32)
+  with tf.Graph().as_default(), tf.Session() as session:
+    gathered = session.run(
+        run_pretraining_module.gather_indexes(tf.constant(sequences), tf.constant(positions)))
+  np.testing.assert_array_equal(
+      gathered, [sequences[0, 4], sequences[0, 0], sequences[1, 1], sequences[1, 1]])
+
+
+def test_wrong_max_seq_length_is_one_line_error(tmp_path):
+  expect_input_error([
+      "--bert_config_file=" + MODEL_CONFIG,
+      "--input_file=" + REFERENCE_RECORDS,
+      "--output_dir=" + str(tmp_path),
+      "--do_eval=true",
+      "--max_seq_length=64",
+  ], REFERENCE_RECORDS, "input_ids", "length 128", "--max_seq_length=64")
+
+
+def test_wrong_max_predictions_per_seq_is_one_line_error(tmp_path):
+  expect_input_error([
+      "--bert_config_file=" + MODEL_CONFIG,
+      "--input_file=" + REFERENCE_RECORDS,
+      "--output_dir=" + str(tmp_path),
+      "--do_train=true",
+      "--max_predictions_per_seq=10",
+  ], REFERENCE_RECORDS, "masked_lm_positions", "length 20", "--max_predictions_per_seq=10")
+
+
+def test_input_file_matching_nothing_is_one_line_error(tmp_path):
+  missing = str(tmp_path / "no_such_*.tfrecord")
+  expect_input_error([
+      "--bert_config_file=" + MODEL_CONFIG,
+      "--input_file=%s,%s" % (REFERENCE_RECORDS, missing),
+      "--output_dir=" + str(tmp_path / "out"),
+      "--do_eval=true",
+  ], "--input_file", missing)
+
+
+def test_neither_train_nor_eval_is_one_line_error(tmp_path):
+  expect_input_error([
+      "--bert_config_file=" + MODEL_CONFIG,
+      "--input_file=" + REFERENCE_RECORDS,
+      "--output_dir=" + str(tmp_path),
+  ], "--do_train", "--do_eval")
+
+
+def test_sequence_longer_than_model_is_one_line_error(tmp_path):
+  config_file = str(tmp_path / "bert_config.json")
+  with open(config_file, "w") as writer:
+    json.dump(TINY_CONFIG, writer)
+  expect_input_error([
+      "--bert_config_file=" + config_file,
+      "--input_file=" + REFERENCE_RECORDS,
+      "--output_dir=" + str(tmp_path / "out"),
+      "--do_eval=true",
+  ], "--max_seq_length=128", "max_position_embeddings=64")
+
+
+def test_no_training_steps_is_one_line_error(tmp_path):
+  expect_input_error([
+      "--bert_config_file=" + MODEL_CONFIG,
+      "--input_file=" + REFERENCE_RECORDS,
+      "--output_dir=" + str(tmp_path),
+      "--do_train=true",
+      "--num_train_steps=0",
+  ], "--num_train_steps=0")
