@@ -27,7 +27,6 @@ import struct
 from absl import flags
 import script_io
 import tensorflow.compat.v1 as tf
-import tokenization
 
 FLAGS = flags.FLAGS
 
@@ -669,12 +668,7 @@ def _log_example(record, inv_vocab):
 
 def _tokenizer_from_flags():
   """The FullTokenizer of --vocab_file, which must hold the [CLS], [SEP] and [MASK] tokens."""
-  script_io.require_file(FLAGS.vocab_file, "vocab_file")
-  try:
-    tokenizer = tokenization.FullTokenizer(vocab_file=FLAGS.vocab_file,
-                                           do_lower_case=FLAGS.do_lower_case)
-  except ValueError as error:
-    raise script_io.InputError("--vocab_file: %s: %s" % (FLAGS.vocab_file, error))
+  tokenizer = script_io.load_tokenizer(FLAGS.vocab_file, FLAGS.do_lower_case)
   missing = [token for token in _SPECIAL_TOKENS if token not in tokenizer.vocab]
   if missing:
     raise script_io.InputError("--vocab_file: %s has no %s token" %

@@ -1,9 +1,10 @@
 """The Estimator plumbing the scripts share, written once.
 
 The TPU flags, the RunConfig and TPUEstimator they describe, the BERT config checked against
-the sequence length, TFRecord input pipelines, checkpoint initialisation and the eval results
-file. `run_pretraining.py`, `run_classifier.py`, `run_squad.py` and `extract_features.py` build
-on it; each keeps its own model_fn and flags.
+the sequence length, TFRecord input pipelines and the check of their records, the check of
+--init_checkpoint and the initialisation from it, and the eval results file.
+`run_pretraining.py`, `run_classifier.py`, `run_squad.py` and `extract_features.py` build on it;
+each keeps its own model_fn and flags.
 
 Training on several GPUs or machines, or in micro-batches (`define_scale_flags`), is also here:
 with --distribution_strategy, `make_estimator` runs the same TPUEstimator model_fn in a plain
@@ -16,8 +17,10 @@ from __future__ import print_function
 
 import json
 import os
+import re
 
 from absl import flags
+from google.protobuf import message
 import modeling
 import script_io
 import tensorflow.compat.v1 as tf
@@ -118,6 +121,28 @@ def micro_batch_size(train_batch_size, gradient_accumulation_steps):
   return train_batch_size // gradient_accumulation_steps
 
 
+def check_scale_flags(train_batch_size, other_work):
+  """Checks the flags of `define_scale_flags` before a script reads or converts any data.
+
+  Args:
+    train_batch_size: --train_batch_size, which --gradient_accumulation_steps must divide.
+    other_work: dict of the script's flags for more than training -> their values, e.g.
+      {"--do_eval": True, "--export_dir": None}; those set are refused by multi-worker runs.
+
+  Raises:
+    script_io.InputError: the batch does not split into micro-batches of equal size, or a
+      multi-worker run is asked for more than training (each worker would evaluate, predict
+      or export while the chief may still be writing the last checkpoint).
+  """
+  micro_batch_size(train_batch_size, FLAGS.gradient_accumulation_steps)
+  given = [flag for flag, value in other_work.items() if value]
+  if FLAGS.distribution_strategy == "multi_worker_mirrored" and given:
+    raise script_io.InputError(
+        "--distribution_strategy=multi_worker_mirrored only trains: leave out %s, and "
+        "evaluate, predict or export afterwards in a run with --distribution_strategy=none on "
+        "the same --output_dir" % " and ".join(given))
+
+
 def make_estimator(model_fn, output_dir, train_batch_size=None, eval_batch_size=None,
                    predict_batch_size=None, save_checkpoints_steps=None,
                    iterations_per_loop=1000):
@@ -136,7 +161,8 @@ def make_estimator(model_fn, output_dir, train_batch_size=None, eval_batch_size=
     model_fn: a TPUEstimator model_fn (features, labels, mode, params).
     output_dir: where checkpoints and summaries go; training resumes from its latest checkpoint.
     train_batch_size, eval_batch_size, predict_batch_size: global batch sizes.
-    save_checkpoints_steps: how often to save a checkpoint (None: the Estimator's default).
+    save_checkpoints_steps: save a checkpoint every so many steps, and at the end of training;
+      None saves none at all (for runs that only predict from an init_checkpoint).
     iterations_per_loop: steps per TPU loop (and per Estimator log line off TPU).
 
   Returns:
@@ -395,26 +421,69 @@ def file_based_input_fn_builder(input_file, name_to_features, is_training, drop_
 def check_record_lengths(input_file, expected_lengths):
   """Checks the first record of a TFRecord file against the lengths the flags promise.
 
+  An empty file is refused too: it has nothing to train or evaluate on, and a training input of
+  empty files only would make the repeating input pipeline wait forever.
+
   Args:
     input_file: path of a TFRecord file of tf.train.Example.
     expected_lengths: dict of feature name -> (length, flag name), e.g.
       {"input_ids": (128, "max_seq_length")}.
 
   Raises:
-    script_io.InputError: a feature is missing or has another length.
+    script_io.InputError: the file is not a TFRecord file of tf.train.Example, holds no record,
+      or a feature is missing or has another length.
   """
-  for serialized in tf.io.tf_record_iterator(input_file):
-    example = tf.train.Example.FromString(serialized)
-    for name, (length, flag_name) in sorted(expected_lengths.items()):
-      feature = example.features.feature.get(name)
-      if feature is None:
-        raise script_io.InputError("%s: records have no feature %r" % (input_file, name))
-      actual = len(feature.int64_list.value) + len(feature.float_list.value)
-      if actual != length:
-        raise script_io.InputError(
-            "%s: records hold %s of length %d but --%s=%d" %
-            (input_file, name, actual, flag_name, length))
+  try:
+    serialized = next(iter(tf.io.tf_record_iterator(input_file)), None)
+    example = None if serialized is None else tf.train.Example.FromString(serialized)
+  except (tf.errors.DataLossError, message.DecodeError):
+    raise script_io.InputError(
+        "%s is not a TFRecord file of tf.train.Example records" % input_file) from None
+  except tf.errors.OpError as error:
+    raise script_io.InputError("cannot read %s: %s" % (input_file, error.message)) from None
+  if example is None:
+    raise script_io.InputError("%s holds no records" % input_file)
+  for name, (length, flag_name) in sorted(expected_lengths.items()):
+    feature = example.features.feature.get(name)
+    if feature is None:
+      raise script_io.InputError("%s: records have no feature %r" % (input_file, name))
+    actual = len(feature.int64_list.value) + len(feature.float_list.value)
+    if actual != length:
+      raise script_io.InputError(
+          "%s: records hold %s of length %d but --%s=%d" %
+          (input_file, name, actual, flag_name, length))
+
+
+# The files of a checkpoint, whose path is their common prefix (".../bert_model.ckpt").
+_CHECKPOINT_FILE_SUFFIX = re.compile(r"\.(index|meta|data-\d+-of-\d+)$")
+
+
+def check_init_checkpoint(init_checkpoint):
+  """Raises InputError unless --init_checkpoint is unset or names a checkpoint.
+
+  A checkpoint is named by the prefix of its files (".../bert_model.ckpt" for
+  bert_model.ckpt.index and bert_model.ckpt.data-*), or by a folder whose "checkpoint" file
+  names its latest one (an --output_dir), as `tf.train.init_from_checkpoint` takes them. A
+  file of a checkpoint, or a folder without a "checkpoint" file (a Google release), gets the
+  prefix to pass instead.
+  """
+  if not init_checkpoint:
     return
+  if tf.io.gfile.isdir(init_checkpoint):
+    if tf.train.latest_checkpoint(init_checkpoint):
+      return
+    prefixes = sorted(name[:-len(".index")] for name in
+                      tf.io.gfile.glob(os.path.join(init_checkpoint, "*.index")))
+  elif tf.io.gfile.exists(init_checkpoint + ".index"):
+    return
+  else:
+    prefix = _CHECKPOINT_FILE_SUFFIX.sub("", init_checkpoint)
+    prefixes = [prefix] if prefix != init_checkpoint and tf.io.gfile.exists(
+        prefix + ".index") else []
+  error = "--init_checkpoint: no checkpoint at %s" % init_checkpoint
+  if prefixes:
+    error += "; name a checkpoint by the prefix of its files, e.g. %s" % prefixes[0]
+  raise script_io.InputError(error)
 
 
 def init_from_checkpoint(init_checkpoint, use_tpu):

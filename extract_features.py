@@ -259,12 +259,6 @@ def _feature_json(feature, result, layer_indexes):
   return {"linex_index": feature.unique_id, "features": all_features}
 
 
-def _check_init_checkpoint(init_checkpoint):
-  if init_checkpoint and not (tf.io.gfile.exists(init_checkpoint + ".index") or
-                              tf.io.gfile.isdir(init_checkpoint)):
-    raise script_io.InputError("--init_checkpoint: no checkpoint at %s" % init_checkpoint)
-
-
 def main(_):
   tf.logging.set_verbosity(tf.logging.INFO)
 
@@ -276,13 +270,12 @@ def main(_):
     raise script_io.InputError("--batch_size must be positive, got %d" % FLAGS.batch_size)
   layer_indexes = parse_layer_indexes(FLAGS.layers, bert_config.num_hidden_layers)
   script_io.require_file(FLAGS.input_file, "input_file")
-  script_io.require_file(FLAGS.vocab_file, "vocab_file")
-  _check_init_checkpoint(FLAGS.init_checkpoint)
+  tokenizer = script_io.load_tokenizer(FLAGS.vocab_file, FLAGS.do_lower_case,
+                                       FLAGS.init_checkpoint)
+  estimator_lib.check_init_checkpoint(FLAGS.init_checkpoint)
   if not FLAGS.output_file:
     raise script_io.InputError("--output_file is required")
 
-  tokenizer = tokenization.FullTokenizer(
-      vocab_file=FLAGS.vocab_file, do_lower_case=FLAGS.do_lower_case)
   if len(tokenizer.vocab) > bert_config.vocab_size:
     raise script_io.InputError(
         "--vocab_file %s has %d tokens but --bert_config_file has vocab_size=%d" %

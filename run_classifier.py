@@ -91,6 +91,7 @@ flags.DEFINE_integer("save_checkpoints_steps", 1000, "How often to save the mode
 flags.DEFINE_integer("iterations_per_loop", 1000, "How many steps to make in each estimator call.")
 
 estimator_lib.define_tpu_flags()
+estimator_lib.define_scale_flags()
 serving.define_export_flag()
 
 FLAGS = flags.FLAGS
@@ -665,11 +666,13 @@ def _regression_metric_fn(per_example_loss, is_real_example):
 
 
 def model_fn_builder(bert_config, num_labels, init_checkpoint, learning_rate, num_train_steps,
-                     num_warmup_steps, use_tpu, use_one_hot_embeddings, is_regression=False):
+                     num_warmup_steps, use_tpu, use_one_hot_embeddings, is_regression=False,
+                     gradient_accumulation_steps=1):
   """Returns a TPUEstimator `model_fn` that trains, evaluates or predicts with `create_model`.
 
   Predictions are {"probabilities": [batch_size, num_labels]}, or {"score": [batch_size]} for
-  regression. PREDICT needs only the features input_ids, input_mask and segment_ids.
+  regression. PREDICT needs only the features input_ids, input_mask and segment_ids. Training
+  makes one update every `gradient_accumulation_steps` micro-batches (see create_optimizer).
   """
 
   def model_fn(features, labels, mode, params):  # pylint: disable=unused-argument
@@ -696,7 +699,8 @@ def model_fn_builder(bert_config, num_labels, init_checkpoint, learning_rate, nu
 
     if mode == tf.estimator.ModeKeys.TRAIN:
       train_op = optimization.create_optimizer(
-          total_loss, learning_rate, num_train_steps, num_warmup_steps, use_tpu)
+          total_loss, learning_rate, num_train_steps, num_warmup_steps, use_tpu,
+          gradient_accumulation_steps=gradient_accumulation_steps)
       return tf.estimator.tpu.TPUEstimatorSpec(
           mode=mode, loss=total_loss, train_op=train_op, scaffold_fn=scaffold_fn)
     if mode == tf.estimator.ModeKeys.EVAL:
@@ -976,15 +980,16 @@ def main(_):
         "given")
   if (FLAGS.do_train or FLAGS.do_eval or FLAGS.do_predict) and not FLAGS.data_dir:
     raise script_io.InputError("--data_dir is required by --do_train, --do_eval and --do_predict")
+  estimator_lib.check_scale_flags(FLAGS.train_batch_size, {
+      "--do_eval": FLAGS.do_eval, "--do_predict": FLAGS.do_predict,
+      "--export_dir": FLAGS.export_dir})
   if FLAGS.export_dir and not FLAGS.do_train:
     serving.checkpoint_to_export(FLAGS.output_dir, FLAGS.init_checkpoint)
-  try:
-    tokenization.validate_case_matches_checkpoint(FLAGS.do_lower_case, FLAGS.init_checkpoint)
-  except ValueError as error:
-    raise script_io.InputError(" ".join(str(error).split())) from None
+  tokenizer = script_io.load_tokenizer(FLAGS.vocab_file, FLAGS.do_lower_case,
+                                       FLAGS.init_checkpoint)
+  estimator_lib.check_init_checkpoint(FLAGS.init_checkpoint)
   processor = _processor_for_task(FLAGS.task_name)
   bert_config = estimator_lib.load_bert_config(FLAGS.bert_config_file, FLAGS.max_seq_length)
-  script_io.require_file(FLAGS.vocab_file, "vocab_file")
 
   # All sets are read first, so a bad line in test.tsv stops the run before training does.
   label_list = processor.get_labels()
@@ -1003,8 +1008,6 @@ def main(_):
           "--num_train_epochs=%s" %
           (len(train_examples), FLAGS.train_batch_size, FLAGS.num_train_epochs))
 
-  tokenizer = tokenization.FullTokenizer(
-      vocab_file=FLAGS.vocab_file, do_lower_case=FLAGS.do_lower_case)
   tf.gfile.MakeDirs(FLAGS.output_dir)
   is_regression = label_list is None
   model_fn = model_fn_builder(
@@ -1016,7 +1019,8 @@ def main(_):
       num_warmup_steps=num_warmup_steps,
       use_tpu=FLAGS.use_tpu,
       use_one_hot_embeddings=FLAGS.use_tpu,
-      is_regression=is_regression)
+      is_regression=is_regression,
+      gradient_accumulation_steps=FLAGS.gradient_accumulation_steps)
   estimator = estimator_lib.make_estimator(
       model_fn, FLAGS.output_dir,
       train_batch_size=FLAGS.train_batch_size,

@@ -67,6 +67,7 @@ flags.DEFINE_integer("iterations_per_loop", 1000,
 flags.DEFINE_integer("max_eval_steps", 100, "Maximum number of eval steps.")
 
 estimator_lib.define_tpu_flags()
+estimator_lib.define_scale_flags()
 
 FLAGS = flags.FLAGS
 
@@ -75,16 +76,18 @@ NUM_CPU_THREADS = 4
 
 
 def model_fn_builder(bert_config, init_checkpoint, learning_rate, num_train_steps,
-                     num_warmup_steps, use_tpu, use_one_hot_embeddings):
+                     num_warmup_steps, use_tpu, use_one_hot_embeddings,
+                     gradient_accumulation_steps=1):
   """Returns a TPUEstimator `model_fn` for pre-training (TRAIN) and its metrics (EVAL).
 
   Args:
     bert_config: `modeling.BertConfig`.
     init_checkpoint: checkpoint to initialise matching variables from, or None.
     learning_rate: peak learning rate of `optimization.create_optimizer`.
-    num_train_steps, num_warmup_steps: its schedule, in steps.
+    num_train_steps, num_warmup_steps: its schedule, in steps (updates).
     use_tpu: whether the model runs on TPU.
     use_one_hot_embeddings: look embeddings up by one-hot matmul (faster on TPU).
+    gradient_accumulation_steps: micro-batches per update (see create_optimizer).
   """
 
   def model_fn(features, labels, mode, params):  # pylint: disable=unused-argument
@@ -115,7 +118,8 @@ def model_fn_builder(bert_config, init_checkpoint, learning_rate, num_train_step
 
     if mode == tf.estimator.ModeKeys.TRAIN:
       train_op = optimization.create_optimizer(
-          total_loss, learning_rate, num_train_steps, num_warmup_steps, use_tpu)
+          total_loss, learning_rate, num_train_steps, num_warmup_steps, use_tpu,
+          gradient_accumulation_steps=gradient_accumulation_steps)
       return tf.estimator.tpu.TPUEstimatorSpec(
           mode=mode, loss=total_loss, train_op=train_op, scaffold_fn=scaffold_fn)
     if mode == tf.estimator.ModeKeys.EVAL:
@@ -327,10 +331,11 @@ def input_fn_builder(input_files, max_seq_length, max_predictions_per_seq, is_tr
 
 
 def check_input_files(input_files, max_seq_length, max_predictions_per_seq):
-  """Checks that the records of every input file have the lengths the flags give.
+  """Checks that every input file holds records with the lengths the flags give.
 
   Raises:
-    script_io.InputError: naming the file, the feature and the flag that disagree.
+    script_io.InputError: naming the file, and the feature and the flag that disagree; or an
+      empty file, or one that is not a TFRecord file of tf.train.Example records.
   """
   expected_lengths = {
       "input_ids": (max_seq_length, "max_seq_length"),
@@ -348,8 +353,10 @@ def main(_):
   if FLAGS.do_train and FLAGS.num_train_steps <= 0:
     raise script_io.InputError(
         "--num_train_steps=%d: training needs a positive number of steps" % FLAGS.num_train_steps)
+  estimator_lib.check_scale_flags(FLAGS.train_batch_size, {"--do_eval": FLAGS.do_eval})
 
   bert_config = estimator_lib.load_bert_config(FLAGS.bert_config_file, FLAGS.max_seq_length)
+  estimator_lib.check_init_checkpoint(FLAGS.init_checkpoint)
   input_files = script_io.input_files_from_globs(FLAGS.input_file, "input_file")
   tf.logging.info("*** Input Files ***")
   for input_file in input_files:
@@ -365,7 +372,8 @@ def main(_):
       num_train_steps=FLAGS.num_train_steps,
       num_warmup_steps=FLAGS.num_warmup_steps,
       use_tpu=FLAGS.use_tpu,
-      use_one_hot_embeddings=FLAGS.use_tpu)
+      use_one_hot_embeddings=FLAGS.use_tpu,
+      gradient_accumulation_steps=FLAGS.gradient_accumulation_steps)
   estimator = estimator_lib.make_estimator(
       model_fn, FLAGS.output_dir,
       train_batch_size=FLAGS.train_batch_size,

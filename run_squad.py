@@ -116,6 +116,7 @@ flags.DEFINE_float(
     "SQuAD 2.0: predict no answer when the null score minus the best answer's score exceeds it.")
 
 estimator_lib.define_tpu_flags()
+estimator_lib.define_scale_flags()
 serving.define_export_flag()
 
 FLAGS = flags.FLAGS
@@ -573,11 +574,13 @@ def _position_loss(logits, positions, seq_length):
 
 
 def model_fn_builder(bert_config, init_checkpoint, learning_rate, num_train_steps,
-                     num_warmup_steps, use_tpu, use_one_hot_embeddings):
+                     num_warmup_steps, use_tpu, use_one_hot_embeddings,
+                     gradient_accumulation_steps=1):
   """Returns a TPUEstimator `model_fn`: TRAIN on start/end positions, PREDICT the logits.
 
   PREDICT needs only the features input_ids, input_mask and segment_ids (and passes unique_ids
-  through when given).
+  through when given). Training makes one update every `gradient_accumulation_steps`
+  micro-batches (see create_optimizer).
   """
 
   def model_fn(features, labels, mode, params):  # pylint: disable=unused-argument
@@ -603,7 +606,8 @@ def model_fn_builder(bert_config, init_checkpoint, learning_rate, num_train_step
       end_loss = _position_loss(end_logits, features["end_positions"], seq_length)
       total_loss = (start_loss + end_loss) / 2.0
       train_op = optimization.create_optimizer(
-          total_loss, learning_rate, num_train_steps, num_warmup_steps, use_tpu)
+          total_loss, learning_rate, num_train_steps, num_warmup_steps, use_tpu,
+          gradient_accumulation_steps=gradient_accumulation_steps)
       return tf.estimator.tpu.TPUEstimatorSpec(
           mode=mode, loss=total_loss, train_op=train_op, scaffold_fn=scaffold_fn)
     if mode == tf.estimator.ModeKeys.PREDICT:
@@ -938,11 +942,6 @@ def validate_flags_or_throw(bert_config):
   Raises:
     script_io.InputError: naming the flag at fault.
   """
-  try:
-    tokenization.validate_case_matches_checkpoint(FLAGS.do_lower_case, FLAGS.init_checkpoint)
-  except ValueError as error:
-    raise script_io.InputError(" ".join(str(error).split()))
-
   if not FLAGS.do_train and not FLAGS.do_predict and not FLAGS.export_dir:
     raise script_io.InputError(
         "At least one of --do_train or --do_predict must be True, or --export_dir given.")
@@ -965,8 +964,11 @@ def validate_flags_or_throw(bert_config):
         "--doc_stride=%d must be positive and smaller than the context window, "
         "max_seq_length - max_query_length - 3 = %d, so that windows overlap" %
         (FLAGS.doc_stride, min_window))
+  estimator_lib.check_scale_flags(FLAGS.train_batch_size, {
+      "--do_predict": FLAGS.do_predict, "--export_dir": FLAGS.export_dir})
   if FLAGS.export_dir and not FLAGS.do_train:
     serving.checkpoint_to_export(FLAGS.output_dir, FLAGS.init_checkpoint)
+  estimator_lib.check_init_checkpoint(FLAGS.init_checkpoint)
 
 
 def _carries_answers(data):
@@ -1179,10 +1181,9 @@ def main(_):
   tf.logging.set_verbosity(tf.logging.INFO)
 
   bert_config = estimator_lib.load_bert_config(FLAGS.bert_config_file, FLAGS.max_seq_length)
+  tokenizer = script_io.load_tokenizer(FLAGS.vocab_file, FLAGS.do_lower_case,
+                                       FLAGS.init_checkpoint)
   validate_flags_or_throw(bert_config)
-  script_io.require_file(FLAGS.vocab_file, "vocab_file")
-  tokenizer = tokenization.FullTokenizer(
-      vocab_file=FLAGS.vocab_file, do_lower_case=FLAGS.do_lower_case)
 
   train_examples = None
   num_train_steps = None
@@ -1217,7 +1218,8 @@ def main(_):
       num_train_steps=num_train_steps,
       num_warmup_steps=num_warmup_steps,
       use_tpu=FLAGS.use_tpu,
-      use_one_hot_embeddings=FLAGS.use_tpu)
+      use_one_hot_embeddings=FLAGS.use_tpu,
+      gradient_accumulation_steps=FLAGS.gradient_accumulation_steps)
   estimator = estimator_lib.make_estimator(
       model_fn, FLAGS.output_dir,
       train_batch_size=FLAGS.train_batch_size,

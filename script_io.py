@@ -4,6 +4,7 @@ A user mistake (a missing file, a bad flag value, a malformed line) raises `Inpu
 scripts run their `main` through `run_main`, which prints such an error as one line and exits
 with status 1 instead of showing a traceback. Outputs are written under a temporary name and
 renamed when complete, so an interrupted run never leaves a half-written file behind.
+`load_tokenizer` builds the tokenizer of the flags, with such errors for a bad vocabulary.
 """
 
 from __future__ import absolute_import
@@ -15,6 +16,7 @@ import sys
 
 from absl import app
 import tensorflow.compat.v1 as tf
+import tokenization
 
 
 class InputError(ValueError):
@@ -75,6 +77,31 @@ def require_file(path, flag_name):
     raise InputError("--%s is required" % flag_name)
   if not tf.io.gfile.exists(path) or tf.io.gfile.isdir(path):
     raise InputError("--%s: no such file: %s" % (flag_name, path))
+
+
+def load_tokenizer(vocab_file, do_lower_case, init_checkpoint=None):
+  """Returns the `tokenization.FullTokenizer` of --vocab_file and --do_lower_case.
+
+  Args:
+    vocab_file: the WordPiece vocabulary (flag --vocab_file).
+    do_lower_case: whether to lower-case (flag --do_lower_case).
+    init_checkpoint: the checkpoint the tokens are for (flag --init_checkpoint), or None; a
+      Google checkpoint whose folder name says it is cased or uncased must agree with
+      do_lower_case (`tokenization.validate_case_matches_checkpoint`).
+
+  Raises:
+    InputError: --do_lower_case contradicts the checkpoint, or --vocab_file is missing,
+      unreadable or not a WordPiece vocabulary (it has no [UNK] line).
+  """
+  try:
+    tokenization.validate_case_matches_checkpoint(do_lower_case, init_checkpoint)
+  except ValueError as error:
+    raise InputError(" ".join(str(error).split())) from None
+  require_file(vocab_file, "vocab_file")
+  try:
+    return tokenization.FullTokenizer(vocab_file=vocab_file, do_lower_case=do_lower_case)
+  except ValueError as error:
+    raise InputError("--vocab_file: %s" % error) from None
 
 
 def _temporary_name(path):

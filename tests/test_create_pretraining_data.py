@@ -17,6 +17,7 @@ import pytest
 import script_io
 import support
 import tensorflow.compat.v1 as tf
+import tokenization
 
 FIXTURE_DIR = support.fixture_path("pretraining_data")
 FIXTURE_INPUT = os.path.join(FIXTURE_DIR, "input.txt")
@@ -47,7 +48,7 @@ def cpd(original):  # pylint: disable=redefined-outer-name,unused-argument
 
 @pytest.fixture(scope="module")
 def tokenizer(cpd):  # pylint: disable=redefined-outer-name
-  return cpd.tokenization.FullTokenizer(support.VOCAB_FILE, do_lower_case=True)
+  return tokenization.FullTokenizer(support.VOCAB_FILE, do_lower_case=True)
 
 
 def fixture_flags(output_name):
@@ -444,6 +445,8 @@ def test_bad_input_is_one_error_line(command_line_errors, name):
     (["--input_file={tmp}/latin1.txt"], ["latin1.txt, line 2, is not UTF-8 text"]),
     (["--vocab_file={tmp}/no_vocab.txt"], ["--vocab_file", "no_vocab.txt"]),
     (["--vocab_file={tmp}/no_unk.txt"], ["--vocab_file", "no_unk.txt", "[UNK]"]),
+    (["--vocab_file={tmp}/latin1.txt"], ["--vocab_file: Cannot read vocabulary file",
+                                         "latin1.txt"]),
 ])
 def test_other_bad_input(cpd, tmp_path, args, fragments):
   write_text(tmp_path / "latin1.txt", "Plain first line.\nCaf\u00e9 au lait.\n", "latin-1")

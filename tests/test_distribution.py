@@ -476,3 +476,18 @@ def test_bad_scale_flags(tmp_path, monkeypatch, overrides, tf_config, message):
     with pytest.raises(script_io.InputError) as error:
       estimator_lib.make_estimator(_model_fn, str(tmp_path), train_batch_size=32)
   assert message in str(error.value)
+
+
+def test_scripts_refuse_other_work_than_training_from_multi_worker_runs(monkeypatch):
+  monkeypatch.delenv("TF_CONFIG", raising=False)
+  with flagsaver.flagsaver(distribution_strategy="multi_worker_mirrored"):
+    estimator_lib.check_scale_flags(32, {"--do_eval": False, "--export_dir": None})
+    with pytest.raises(script_io.InputError) as error:
+      estimator_lib.check_scale_flags(
+          32, {"--do_eval": True, "--do_predict": False, "--export_dir": "/tmp/export"})
+  assert str(error.value) == (
+      "--distribution_strategy=multi_worker_mirrored only trains: leave out --do_eval and "
+      "--export_dir, and evaluate, predict or export afterwards in a run with "
+      "--distribution_strategy=none on the same --output_dir")
+  with flagsaver.flagsaver(distribution_strategy="mirrored"):
+    estimator_lib.check_scale_flags(32, {"--do_eval": True, "--export_dir": "/tmp/export"})

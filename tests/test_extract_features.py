@@ -10,8 +10,10 @@ import numpy as np
 import pytest
 
 import convert_hf_checkpoint
+import estimator_lib
 import script_io
 import support
+import tensorflow.compat.v1 as tf
 
 FIXTURE_DIR = support.fixture_path("extract_features")
 MODEL_CONFIG = support.fixture_path("modeling", "bert_config.json")
@@ -216,6 +218,17 @@ def main_flags(tmp_path, **overrides):
     ({"batch_size": 0}, "--batch_size must be positive, got 0"),
     ({"init_checkpoint": "/no/such/bert_model.ckpt"},
      "--init_checkpoint: no checkpoint at /no/such/bert_model.ckpt"),
+    ({"init_checkpoint": MODEL_CHECKPOINT + ".index"},
+     "--init_checkpoint: no checkpoint at %s.index; name a checkpoint by the prefix of its "
+     "files, e.g. %s" % (MODEL_CHECKPOINT, MODEL_CHECKPOINT)),
+    ({"init_checkpoint": MODEL_CHECKPOINT + ".data-00000-of-00001"},
+     "--init_checkpoint: no checkpoint at %s.data-00000-of-00001; name a checkpoint by the "
+     "prefix of its files, e.g. %s" % (MODEL_CHECKPOINT, MODEL_CHECKPOINT)),
+    # A Google release has no "checkpoint" file naming its checkpoint.
+    ({"init_checkpoint": os.path.dirname(MODEL_CHECKPOINT)},
+     "--init_checkpoint: no checkpoint at %s; name a checkpoint by the prefix of its files, "
+     "e.g. %s" % (os.path.dirname(MODEL_CHECKPOINT), MODEL_CHECKPOINT)),
+    ({"vocab_file": "/no/such/vocab.txt"}, "--vocab_file: no such file: /no/such/vocab.txt"),
     ({"bert_config_file": "/no/such/bert_config.json"},
      "--bert_config_file: no such file: /no/such/bert_config.json"),
 ])
@@ -225,6 +238,39 @@ def test_bad_flags(extract_features, tmp_path, overrides, message):
       extract_features.main([])
   assert str(error.value) == message
   assert not os.path.exists(str(tmp_path / "out.jsonl"))
+
+
+def test_a_folder_naming_its_latest_checkpoint_is_one(tmp_path):
+  estimator_lib.check_init_checkpoint(None)
+  tf.train.update_checkpoint_state(str(tmp_path), MODEL_CHECKPOINT)
+  estimator_lib.check_init_checkpoint(str(tmp_path))
+  os.remove(str(tmp_path / "checkpoint"))
+  with pytest.raises(script_io.InputError, match=r"^--init_checkpoint: no checkpoint at \S+$"):
+    estimator_lib.check_init_checkpoint(str(tmp_path))
+
+
+@pytest.mark.parametrize("vocab, message", [
+    (["[PAD]", "the"], r"^--vocab_file: Vocabulary file \S+vocab.txt has no \[UNK\] line"),
+    (b"[UNK]\n\xe9t\xe9\n", r"^--vocab_file: Cannot read vocabulary file \S+vocab.txt: "),
+])
+def test_vocab_that_is_no_wordpiece_vocabulary(extract_features, tmp_path, vocab, message):
+  vocab_file = tmp_path / "vocab.txt"
+  if isinstance(vocab, bytes):
+    vocab_file.write_bytes(vocab)
+  else:
+    vocab_file.write_text("\n".join(vocab) + "\n")
+  with flagsaver.flagsaver(**main_flags(tmp_path, vocab_file=str(vocab_file))):
+    with pytest.raises(script_io.InputError, match=message) as error:
+      extract_features.main([])
+  assert "\n" not in str(error.value)
+
+
+def test_casing_contradicting_a_google_checkpoint(extract_features, tmp_path):
+  checkpoint = "/models/cased_L-12_H-768_A-12/bert_model.ckpt"
+  with flagsaver.flagsaver(**main_flags(tmp_path, init_checkpoint=checkpoint)):
+    with pytest.raises(script_io.InputError,
+                       match=r"^`--do_lower_case=True` does not fit `--init_checkpoint="):
+      extract_features.main([])
 
 
 def test_empty_input_file(extract_features, tmp_path):

@@ -292,3 +292,10 @@ def test_make_estimator_rejects_bad_accumulation(tmp_path, overrides, message):
   with flagsaver.flagsaver(**overrides):
     with pytest.raises(script_io.InputError, match=message):
       estimator_lib.make_estimator(_model_fn, str(tmp_path), train_batch_size=32)
+
+
+def test_scripts_check_the_micro_batches_before_reading_data():
+  with flagsaver.flagsaver(gradient_accumulation_steps=4):
+    estimator_lib.check_scale_flags(32, {"--do_eval": True})
+    with pytest.raises(script_io.InputError, match="--train_batch_size=30 cannot be split"):
+      estimator_lib.check_scale_flags(30, {"--do_eval": False})

@@ -1,5 +1,6 @@
 """Tests of run_classifier.py: GLUE processors, features, parity with the original, fine-tuning
-(a tiny random model, STS-B regression, and the real pretrained model), bad input."""
+(a tiny random model, STS-B regression, the real pretrained model, micro-batches under a
+distribution strategy), bad input."""
 
 import math
 import os
@@ -454,6 +455,25 @@ def test_fine_tuning_a_tiny_model_writes_every_output(tmp_path):
   assert "Num examples = 60 (60 actual, 0 padding)" in result.stderr
 
 
+def test_micro_batches_under_the_mirrored_strategy_on_the_cpu(tmp_path):
+  output_dir = str(tmp_path / "out")
+  result = run_classifier([
+      "--task_name=mrpc", "--data_dir=" + CLASSIFIER_DATA, "--output_dir=" + output_dir,
+      "--bert_config_file=" + MODEL_CONFIG, "--vocab_file=" + support.VOCAB_FILE,
+      "--do_train=true", "--do_eval=true", "--do_predict=true", "--max_seq_length=32",
+      "--train_batch_size=32", "--num_train_epochs=1", "--learning_rate=1e-3",
+      "--gradient_accumulation_steps=2", "--distribution_strategy=mirrored"])
+
+  # Without a GPU, mirrored trains on the CPU alone: one replica.
+  assert ("Using MirroredStrategy with devices ('/job:localhost/replica:0/task:0/device:CPU:0',)"
+          in result.stderr)
+  assert "name = input_ids, shape = (16, 32)" in result.stderr
+  # 300 examples in batches of 32 make 9 updates, each of two micro-batches of 16.
+  assert tf.train.latest_checkpoint(output_dir).endswith("model.ckpt-9")
+  assert read_eval_results(output_dir)["global_step"] == 9
+  assert read_test_results(output_dir).shape == (40, 2)
+
+
 def _stsb_rows(rng, count, with_score):
   """STS-B rows whose score is the number of words the two sentences share (0 to 5)."""
   words = ["red", "blue", "green", "cat", "dog", "bird", "runs", "sleeps", "eats", "fast"]
@@ -608,10 +628,30 @@ def _flags_with(tmp_path, **overrides):
     ({"vocab_file": "/nowhere/vocab.txt"}, r"--vocab_file: no such file: /nowhere/vocab.txt"),
     ({"do_train": "true", "train_batch_size": "512", "num_train_epochs": "1"},
      r"--do_train: 300 training examples make no full batch of --train_batch_size=512"),
+    ({"vocab_file": MODEL_CONFIG},
+     r"--vocab_file: Vocabulary file .*bert_config.json has no \[UNK\] line"),
+    ({"init_checkpoint": "/models/bert_modle.ckpt"},
+     r"^--init_checkpoint: no checkpoint at /models/bert_modle.ckpt$"),
+    ({"do_train": "true", "gradient_accumulation_steps": "3"},
+     r"--train_batch_size=32 cannot be split into --gradient_accumulation_steps=3 micro-batches"),
+    ({"do_train": "true", "do_predict": "true", "distribution_strategy": "multi_worker_mirrored"},
+     r"--distribution_strategy=multi_worker_mirrored only trains: leave out --do_eval and "
+     r"--do_predict, and evaluate"),
 ])
 def test_bad_flags(rc, tmp_path, overrides, message):
   with pytest.raises(script_io.InputError, match=message):
     run_main_in_process(rc, _flags_with(tmp_path, **overrides))
+
+
+def test_mistyped_init_checkpoint_is_one_line(tmp_path):
+  checkpoint = str(tmp_path / "uncased_L-12_H-768_A-12" / "bert_model.ckpt")
+  # The last value of a flag counts.
+  result = support.run_script("run_classifier", PARITY_FLAGS + [
+      "--init_checkpoint=" + checkpoint, "--output_dir=" + str(tmp_path / "out")])
+  assert result.returncode == 1, result.stderr[-3000:]
+  assert "Traceback" not in result.stderr
+  assert result.stderr.strip().splitlines()[-1] == (
+      "ERROR: --init_checkpoint: no checkpoint at %s" % checkpoint)
 
 
 def test_missing_tsv_is_named(rc, tmp_path):

@@ -1,7 +1,11 @@
-"""Tests of run_pretraining.py: eval parity with the original, training, resuming, bad input."""
+"""Tests of run_pretraining.py: eval parity with the original, training (in micro-batches, on
+two mirrored devices), resuming, bad input."""
 
+import concurrent.futures
 import json
 import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -265,3 +269,114 @@ def test_no_training_steps_is_one_line_error(tmp_path):
       "--do_train=true",
       "--num_train_steps=0",
   ], "--num_train_steps=0")
+
+
+def test_gradient_accumulation_counts_updates(tiny_model, tmp_path):
+  output_dir = str(tmp_path)
+  result = run_pretraining(tiny_model_flags(tiny_model, output_dir) + [
+      "--do_train=true",
+      "--train_batch_size=16",
+      "--gradient_accumulation_steps=2",
+      "--num_train_steps=3",
+      "--num_warmup_steps=0",
+      "--save_checkpoints_steps=3",
+  ])
+  # Batches of 16 are fed as micro-batches of 8; every other run of the train op updates.
+  assert "name = input_ids, shape = (8, %d)" % TINY_SEQ_LENGTH in result.stderr
+  assert "global step (tf.train.get_global_step) has not been increased" in result.stderr
+  assert tf.train.latest_checkpoint(output_dir).endswith("model.ckpt-3")
+  assert latest_global_step(output_dir) == 3
+
+
+# Gives the process two logical CPUs, as two GPUs would be two devices, then runs the script
+# named by the first argument with the others as its command line.
+ON_TWO_CPUS = """
+import runpy, sys
+import tensorflow as tf
+cpu = tf.config.list_physical_devices("CPU")[0]
+tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+sys.argv = sys.argv[1:]
+runpy.run_path(sys.argv[0], run_name="__main__")
+"""
+
+
+def test_mirrored_trains_on_two_devices_and_evaluates_on_one(tiny_model, tmp_path):
+  output_dir = str(tmp_path)
+  args = tiny_model_flags(tiny_model, output_dir) + [
+      "--do_train=true",
+      "--do_eval=true",
+      "--train_batch_size=16",
+      "--gradient_accumulation_steps=2",
+      "--num_train_steps=3",
+      "--num_warmup_steps=0",
+      "--save_checkpoints_steps=3",
+      "--distribution_strategy=mirrored",
+  ]
+  env = dict(os.environ, PYTHONPATH=support.REPO_DIR, TF_CPP_MIN_LOG_LEVEL="2",
+             CUDA_VISIBLE_DEVICES="")
+  result = subprocess.run(
+      [sys.executable, "-c", ON_TWO_CPUS, os.path.join(support.REPO_DIR, "run_pretraining.py")] +
+      args, env=env, capture_output=True, text=True, timeout=600)
+  assert result.returncode == 0, result.stderr[-3000:]
+
+  assert ("Using MirroredStrategy with devices ('/job:localhost/replica:0/task:0/device:CPU:0', "
+          "'/job:localhost/replica:0/task:0/device:CPU:1')") in result.stderr
+  # Each of the two replicas builds the model on its half of a micro-batch: 16 / 2 / 2.
+  assert result.stderr.count("name = input_ids, shape = (4, %d)" % TINY_SEQ_LENGTH) == 2
+  assert latest_global_step(output_dir) == 3
+  # Evaluation runs on one device, in whole eval batches.
+  assert "name = input_ids, shape = (16, %d)" % TINY_SEQ_LENGTH in result.stderr
+  assert read_eval_results(output_dir)["global_step"] == 3
+
+
+# Each bad input run as a user would, all at once since most of each run is TensorFlow's start.
+COMMAND_LINE_ERRORS = {
+    # name: (flags, "{tmp}" standing for the test's folder; the error line)
+    "batch_not_divisible_into_micro_batches": (
+        ["--do_train=true", "--train_batch_size=8", "--gradient_accumulation_steps=3"],
+        "--train_batch_size=8 cannot be split into --gradient_accumulation_steps=3 "
+        "micro-batches of equal size: choose a divisor"),
+    "multi_worker_asked_to_evaluate": (
+        ["--do_train=true", "--do_eval=true", "--distribution_strategy=multi_worker_mirrored"],
+        "--distribution_strategy=multi_worker_mirrored only trains: leave out --do_eval, and "
+        "evaluate, predict or export afterwards in a run with --distribution_strategy=none on "
+        "the same --output_dir"),
+    "mistyped_init_checkpoint": (
+        ["--do_eval=true", "--init_checkpoint={tmp}/bert_modle.ckpt"],
+        "--init_checkpoint: no checkpoint at {tmp}/bert_modle.ckpt"),
+    "input_file_not_a_tfrecord_file": (
+        ["--do_train=true", "--input_file=" + SAMPLE_TEXT],
+        "%s is not a TFRecord file of tf.train.Example records" % SAMPLE_TEXT),
+    "empty_input_file": (
+        ["--do_train=true", "--input_file=%s,{tmp}/empty.tfrecord" % REFERENCE_RECORDS],
+        "{tmp}/empty.tfrecord holds no records"),
+}
+
+
+@pytest.fixture(scope="module")
+def command_line_errors(tmp_path_factory):
+  """Runs the script once per entry of COMMAND_LINE_ERRORS; returns (result, output_dir)."""
+  folder = str(tmp_path_factory.mktemp("bad_input"))
+  with open(os.path.join(folder, "empty.tfrecord"), "wb"):
+    pass
+
+  def run(name):
+    output_dir = os.path.join(folder, name)
+    args = ["--bert_config_file=" + MODEL_CONFIG, "--input_file=" + REFERENCE_RECORDS,
+            "--output_dir=" + output_dir]
+    args += [arg.format(tmp=folder) for arg in COMMAND_LINE_ERRORS[name][0]]
+    return support.run_script("run_pretraining", args), output_dir
+
+  with concurrent.futures.ThreadPoolExecutor(len(COMMAND_LINE_ERRORS)) as pool:
+    return folder, dict(zip(COMMAND_LINE_ERRORS, pool.map(run, COMMAND_LINE_ERRORS)))
+
+
+@pytest.mark.parametrize("name", sorted(COMMAND_LINE_ERRORS))
+def test_bad_input_is_one_error_line_before_any_output(command_line_errors, name):
+  folder, results = command_line_errors
+  result, output_dir = results[name]
+  assert result.returncode == 1, result.stderr[-3000:]
+  assert "Traceback" not in result.stderr
+  expected = "ERROR: " + COMMAND_LINE_ERRORS[name][1].format(tmp=folder)
+  assert result.stderr.strip().splitlines()[-1] == expected
+  assert not os.path.exists(output_dir)

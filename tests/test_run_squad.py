@@ -1,5 +1,6 @@
 """Tests of run_squad.py: parity with the original's predictions and training features, the
-official scores written beside the predictions, an end-to-end training run, and bad input."""
+official scores written beside the predictions, end-to-end training runs (in micro-batches too),
+and bad input."""
 
 import json
 import os
@@ -277,6 +278,24 @@ def test_train_then_predict_end_to_end(tmp_path):
   assert_no_temporary_files(tmp_path)
 
 
+def test_training_in_micro_batches_counts_updates(tmp_path):
+  result = support.run_script("run_squad", [
+      "--vocab_file=" + support.VOCAB_FILE,
+      "--bert_config_file=" + MODEL_CONFIG,
+      "--do_train=True",
+      "--train_file=" + squad_file("train-v1.1.json"),
+      "--train_batch_size=16",
+      "--gradient_accumulation_steps=4",
+      "--num_train_epochs=0.3",
+      "--output_dir=%s" % tmp_path,
+  ] + ["--%s=%d" % item for item in WINDOW_FLAGS.items()])
+  assert result.returncode == 0, result.stderr[-3000:]
+  # Batches of 16 as micro-batches of 4; 174 questions / 16 * 0.3 epochs = 3 updates.
+  assert "name = input_ids, shape = (4, 96)" in result.stderr
+  assert tf.train.latest_checkpoint(str(tmp_path)).endswith("model.ckpt-3")
+  assert tf.train.load_variable(str(tmp_path), "global_step") == 3
+
+
 # Prediction choices, on hand-made logits.
 
 
@@ -489,6 +508,16 @@ def expect_main_error(run_squad, tmp_path, fragments, **overrides):
     ({"max_seq_length": 600}, ["--max_seq_length=600", "max_position_embeddings=512"]),
     ({"init_checkpoint": "/models/cased_L-12_H-768_A-12/bert_model.ckpt"},
      ["do_lower_case"]),
+    ({"init_checkpoint": "/models/bert_modle.ckpt"},
+     ["--init_checkpoint: no checkpoint at /models/bert_modle.ckpt"]),
+    ({"vocab_file": "/no/such/vocab.txt"}, ["--vocab_file: no such file: /no/such/vocab.txt"]),
+    ({"vocab_file": MODEL_CONFIG},
+     ["--vocab_file: Vocabulary file %s has no [UNK] line" % MODEL_CONFIG]),
+    ({"do_train": True, "train_file": squad_file("train-v1.1.json"),
+      "gradient_accumulation_steps": 5},
+     ["--train_batch_size=32 cannot be split into --gradient_accumulation_steps=5"]),
+    ({"distribution_strategy": "multi_worker_mirrored", "export_dir": "/tmp/unused"},
+     ["multi_worker_mirrored only trains: leave out --do_predict and --export_dir"]),
 ])
 def test_bad_flags(run_squad, tmp_path, overrides, fragments):
   expect_main_error(run_squad, tmp_path, fragments, **overrides)

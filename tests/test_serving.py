@@ -369,6 +369,16 @@ def test_squad_export_without_a_checkpoint(run_squad, tmp_path):
       run_squad.main([])
 
 
+def test_multi_worker_training_refuses_to_export(rc, tmp_path):
+  with pytest.raises(script_io.InputError, match=r"multi_worker_mirrored only trains: leave out "
+                                                 r"--export_dir, and evaluate, predict or export"):
+    run_classifier_main(rc, CLASSIFIER_FLAGS + [
+        "--data_dir=" + CLASSIFIER_DATA, "--do_train=true", "--output_dir=" + str(tmp_path),
+        "--export_dir=" + str(tmp_path / "export"),
+        "--distribution_strategy=multi_worker_mirrored"])
+  assert os.listdir(str(tmp_path)) == []
+
+
 def test_the_do_flags_error_names_export_dir(rc):
   with pytest.raises(script_io.InputError, match=r"--do_predict must be true, or --export_dir"):
     run_classifier_main(rc, CLASSIFIER_FLAGS + ["--output_dir=/tmp/unused"])
