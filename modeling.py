@@ -3,7 +3,8 @@
 
 A drop-in replacement for the original `modeling.py` of google-research/bert on TensorFlow 2.15
 (`tf.compat.v1`, graph mode): same public functions and signatures, same variable names, shapes
-and creation order (released checkpoints load as they are), same outputs.
+and creation order (released checkpoints load as they are), same outputs. `BertModel` can also
+compute in bfloat16 or float16 (`compute_type`) with the same float32 variables.
 
 Shape letters used in comments:
   B = batch size (number of sequences)
@@ -15,16 +16,26 @@ Shape letters used in comments:
 
 import collections
 import copy
+import functools
 import json
 import math
 import numbers
 import re
+import sys
 
 import tensorflow.compat.v1 as tf
 
 _INTEGER_FIELDS = ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads",
                    "intermediate_size", "max_position_embeddings", "type_vocab_size")
 _PROBABILITY_FIELDS = ("hidden_dropout_prob", "attention_probs_dropout_prob")
+
+# Names of the precisions a `BertModel` can compute in, and their dtypes.
+_COMPUTE_TYPES = collections.OrderedDict([
+    ("fp32", tf.float32),
+    ("bf16", tf.bfloat16),
+    ("fp16", tf.float16),
+])
+_HALF_TYPES = (tf.bfloat16, tf.float16)
 
 
 class BertConfig(object):
@@ -142,8 +153,15 @@ class BertModel(object):
                input_mask=None,
                token_type_ids=None,
                use_one_hot_embeddings=False,
-               scope=None):
+               scope=None,
+               compute_type=tf.float32):
     """Builds the model graph under variable scope `scope` ("bert" by default).
+
+    With `compute_type` tf.bfloat16 or tf.float16 (mixed precision) the encoder computes in
+    that dtype, its matrix multiplications above all, while every variable stays float32 under
+    its usual name, so checkpoints are the same whatever precision wrote or reads them. The
+    embeddings, the layer normalisation and the attention softmax are computed in float32, and
+    every output is cast to float32 for the heads and losses.
 
     Args:
       config: `BertConfig`.
@@ -155,12 +173,16 @@ class BertModel(object):
       use_one_hot_embeddings: bool. Look the word embeddings up with a one-hot matmul (fast on
         TPUs) instead of a gather.
       scope: (optional) variable scope name. Defaults to "bert".
+      compute_type: tf.float32 (the original graph), tf.bfloat16 or tf.float16; see
+        `get_compute_type` and `compute_type_support`.
 
     Raises:
-      ValueError: the config is invalid, an input has the wrong rank or shape, or the sequence
-        is longer than `config.max_position_embeddings`.
+      ValueError: the config is invalid, an input has the wrong rank or shape, the sequence
+        is longer than `config.max_position_embeddings`, or `compute_type` is not one of the
+        three float types.
     """
     config.validate()
+    compute_type = _check_compute_type(compute_type)
     config = copy.deepcopy(config)
     if not is_training:
       config.hidden_dropout_prob = 0.0
@@ -172,7 +194,10 @@ class BertModel(object):
     if token_type_ids is None:
       token_type_ids = tf.zeros(shape=[batch_size, seq_length], dtype=tf.int32)
 
-    with tf.variable_scope(scope, default_name="bert"):
+    custom_getter = None
+    if compute_type != tf.float32:
+      custom_getter = float32_variable_storage_getter
+    with tf.variable_scope(scope, default_name="bert", custom_getter=custom_getter):
       with tf.variable_scope("embeddings"):
         (word_embeddings, self.embedding_table) = embedding_lookup(
             input_ids=input_ids,
@@ -199,8 +224,8 @@ class BertModel(object):
         attention_mask = None
         if input_mask is not None:
           attention_mask = create_attention_mask_from_input_mask(input_ids, input_mask)
-        self.all_encoder_layers = transformer_model(
-            input_tensor=self.embedding_output,
+        encoder_layers = transformer_model(
+            input_tensor=tf.cast(self.embedding_output, compute_type),
             attention_mask=attention_mask,
             hidden_size=config.hidden_size,
             num_hidden_layers=config.num_hidden_layers,
@@ -212,28 +237,33 @@ class BertModel(object):
             initializer_range=config.initializer_range,
             do_return_all_layers=True)
 
+      # Heads and losses read float32 whatever the compute type (a cast to the same dtype is
+      # the tensor itself).
+      self.all_encoder_layers = [tf.cast(layer, tf.float32) for layer in encoder_layers]
       self.sequence_output = self.all_encoder_layers[-1]
       # Pre-training taught the first token ([CLS]) to summarise the sequence (next sentence
       # prediction), so its hidden state is what a segment-level classifier reads.
       with tf.variable_scope("pooler"):
-        first_token_tensor = self.sequence_output[:, 0, :]
-        self.pooled_output = _dense(first_token_tensor, config.hidden_size,
-                                    create_initializer(config.initializer_range),
-                                    activation=tf.tanh, name="dense")
+        first_token_tensor = encoder_layers[-1][:, 0, :]
+        pooled_output = _dense(first_token_tensor, config.hidden_size,
+                               create_initializer(config.initializer_range),
+                               activation=tf.tanh, name="dense")
+        self.pooled_output = tf.cast(pooled_output, tf.float32)
 
   def get_pooled_output(self):
-    """Returns the pooler output, [batch_size, hidden_size]: tanh(dense(first token))."""
+    """Returns the pooler output, float32 [batch_size, hidden_size]: tanh(dense(first token))."""
     return self.pooled_output
 
   def get_sequence_output(self):
-    """Returns the last encoder layer, [batch_size, seq_length, hidden_size]."""
+    """Returns the last encoder layer, float32 [batch_size, seq_length, hidden_size]."""
     return self.sequence_output
 
   def get_all_encoder_layers(self):
     """Returns the output of every encoder layer, first layer first.
 
     Returns:
-      list of `num_hidden_layers` float Tensors of shape [batch_size, seq_length, hidden_size].
+      list of `num_hidden_layers` float32 Tensors of shape [batch_size, seq_length,
+      hidden_size].
     """
     return self.all_encoder_layers
 
@@ -241,14 +271,112 @@ class BertModel(object):
     """Returns the input of the encoder.
 
     Returns:
-      float Tensor of shape [batch_size, seq_length, hidden_size]: the sum of the word, token
+      float32 Tensor of shape [batch_size, seq_length, hidden_size]: the sum of the word, token
       type and position embeddings, layer-normalised (and dropped out when training).
     """
     return self.embedding_output
 
   def get_embedding_table(self):
-    """Returns the word embedding variable, [vocab_size, hidden_size]."""
+    """Returns the float32 word embedding variable, [vocab_size, hidden_size]."""
     return self.embedding_table
+
+
+def get_compute_type(precision):
+  """Maps a precision name to the dtype `BertModel(compute_type=...)` takes.
+
+  Args:
+    precision: "fp32" (float32, the original model), "bf16" (bfloat16) or "fp16" (float16).
+
+  Returns:
+    tf.float32, tf.bfloat16 or tf.float16.
+
+  Raises:
+    ValueError: `precision` is not one of the three names.
+  """
+  if precision not in _COMPUTE_TYPES:
+    raise ValueError("Unsupported precision %r: supported are %s" %
+                     (precision, ", ".join(repr(name) for name in _COMPUTE_TYPES)))
+  return _COMPUTE_TYPES[precision]
+
+
+def compute_type_support(compute_type):
+  """Tells whether this machine has hardware that makes `compute_type` faster than float32.
+
+  The rule: float32 always; on a GPU (the first one TensorFlow sees), bfloat16 from compute
+  capability 8.0 (Ampere) and float16 from 7.0 (Volta tensor cores); on a CPU without GPU,
+  bfloat16 with AMX-BF16 or AVX512_BF16 (oneDNN's bfloat16 kernels; elsewhere bfloat16 is
+  emulated, no faster than float32), float16 never (TensorFlow 2.15 emulates float16 matrix
+  multiplications on CPU, hundreds of times slower than float32). Cloud TPUs compute in
+  bfloat16 natively: this function looks at the local machine only, so do not ask it on TPU.
+
+  Args:
+    compute_type: tf.float32, tf.bfloat16 or tf.float16.
+
+  Returns:
+    (supported, hardware): bool, and a few words on the hardware found, for a log line such as
+    "running in float32: CPU without AMX-BF16 or AVX512_BF16".
+  """
+  compute_type = _check_compute_type(compute_type)
+  gpus = tf.config.list_physical_devices("GPU")
+  if gpus:
+    capability = tf.config.experimental.get_device_details(gpus[0]).get(
+        "compute_capability") or (0, 0)
+    hardware = "GPU of compute capability %d.%d" % tuple(capability)
+    needed = {tf.float32: (0, 0), tf.bfloat16: (8, 0), tf.float16: (7, 0)}[compute_type]
+    return tuple(capability) >= needed, hardware
+  if compute_type == tf.float32:
+    return True, "CPU"
+  if compute_type == tf.float16:
+    return False, "CPU (no fast float16 matrix multiplication in TensorFlow on CPU)"
+  flags = _cpu_flags()
+  for flag, name in (("amx_bf16", "AMX-BF16"), ("avx512_bf16", "AVX512_BF16")):
+    if flag in flags:
+      return True, "CPU with %s" % name
+  return False, "CPU without AMX-BF16 or AVX512_BF16"
+
+
+def _cpu_flags():
+  """Returns the set of CPU feature flags Linux reports; empty elsewhere."""
+  if not sys.platform.startswith("linux"):
+    return set()
+  try:
+    with open("/proc/cpuinfo") as cpuinfo:
+      for line in cpuinfo:
+        if line.startswith("flags"):
+          return set(line.split(":", 1)[1].split())
+  except OSError:
+    pass
+  return set()
+
+
+def _check_compute_type(compute_type):
+  """Returns `compute_type` as a tf.DType; ValueError unless float32, bfloat16 or float16."""
+  try:
+    dtype = tf.as_dtype(compute_type)
+  except TypeError:
+    dtype = None
+  if dtype not in _COMPUTE_TYPES.values():
+    raise ValueError("Unsupported compute_type %r: supported are tf.float32, tf.bfloat16 and "
+                     "tf.float16" % (compute_type,))
+  return dtype
+
+
+def float32_variable_storage_getter(getter, name, *args, **kwargs):
+  """Variable scope custom getter of mixed precision: float32 storage, half-precision reads.
+
+  A variable asked for in bfloat16 or float16 is created (or reused) in float32 under the same
+  name, and read through a cast to the dtype asked for; its gradient flows back through the
+  cast in float32, so the optimizer and the checkpoints see only float32 variables. Variables
+  asked for in float32 are returned as they are.
+
+  Usage: `tf.variable_scope(..., custom_getter=float32_variable_storage_getter)`.
+  """
+  requested_dtype = kwargs.get("dtype")
+  if requested_dtype not in _HALF_TYPES:
+    return getter(name, *args, **kwargs)
+  kwargs["dtype"] = tf.float32
+  variable = getter(name, *args, **kwargs)
+  return tf.cast(variable, requested_dtype)
 
 
 def _assert_same_shape(tensor, input_ids, name):
@@ -296,6 +424,15 @@ _ACTIVATIONS = collections.OrderedDict([
     ("gelu_exact", gelu_exact),
     ("tanh", tf.tanh),
 ])
+
+
+# TensorFlow's GELUs compute the same functions as `gelu` and `gelu_exact` in a form the
+# grappler remapper recognises and fuses into a preceding oneDNN matmul; the float32 model keeps
+# the original's ops, whose rounding the fixtures record.
+_HALF_PRECISION_ACTIVATIONS = {
+    gelu: functools.partial(tf.compat.v2.nn.gelu, approximate=True),
+    gelu_exact: functools.partial(tf.compat.v2.nn.gelu, approximate=False),
+}
 
 
 def get_activation(activation_string):
@@ -371,13 +508,20 @@ def layer_norm(input_tensor, name=None):
   Creates `LayerNorm/beta` then `LayerNorm/gamma` (or `<name>/...`), of shape [width], as the
   original's tf.contrib layer_norm did, so checkpoints keep their names.
 
+  A bfloat16 or float16 input is normalised in float32, with float32 variables, and the result
+  cast back: mean and variance taken in half precision would lose too much. Epsilon stays
+  1e-12 (contrib used 1e-3 for float16 inputs only because float16 cannot hold 1e-12; float32
+  statistics can), so the result is the float32 model's, rounded.
+
   Args:
     input_tensor: float Tensor of shape [..., width].
     name: (optional) variable scope name. Defaults to "LayerNorm".
 
   Returns:
-    Tensor of the shape of `input_tensor`.
+    Tensor of the shape and dtype of `input_tensor`.
   """
+  if input_tensor.dtype in _HALF_TYPES:
+    return tf.cast(layer_norm(tf.cast(input_tensor, tf.float32), name), input_tensor.dtype)
   width = input_tensor.shape[-1:]
   with tf.variable_scope(name, default_name="LayerNorm"):
     beta = tf.get_variable("beta", shape=width, dtype=input_tensor.dtype,
@@ -403,6 +547,11 @@ def create_initializer(initializer_range=0.02):
 def _dense(input_tensor, output_size, kernel_initializer, activation=None, name="dense"):
   """Fully connected layer with the variables `name/kernel` and `name/bias` of tf.layers.dense.
 
+  The variables take the dtype of `input_tensor`. In bfloat16 or float16, `gelu` and
+  `gelu_exact` are computed by TensorFlow's own GELU, the same functions, which oneDNN fuses
+  into the matrix multiplication when no gradient needs the intermediate values (prediction
+  on CPU).
+
   Args:
     input_tensor: float Tensor of shape [batch_size, input_width].
     output_size: int, the output width.
@@ -411,7 +560,7 @@ def _dense(input_tensor, output_size, kernel_initializer, activation=None, name=
     name: variable scope name.
 
   Returns:
-    float Tensor of shape [batch_size, output_size].
+    Tensor of shape [batch_size, output_size] and the dtype of `input_tensor`.
   """
   input_width = input_tensor.shape[-1]
   with tf.variable_scope(name):
@@ -420,6 +569,8 @@ def _dense(input_tensor, output_size, kernel_initializer, activation=None, name=
     bias = tf.get_variable("bias", shape=[output_size], dtype=input_tensor.dtype,
                            initializer=tf.zeros_initializer())
   output = tf.nn.bias_add(tf.matmul(input_tensor, kernel), bias)
+  if output.dtype in _HALF_TYPES:
+    activation = _HALF_PRECISION_ACTIVATIONS.get(activation, activation)
   if activation is not None:
     output = activation(output)
   return output
@@ -594,6 +745,7 @@ def attention_layer(from_tensor,
   `num_attention_heads` heads of `size_per_head`; each head attends with
   softmax(Q K^T / sqrt(H)) V and the heads are concatenated back. Self-attention when both
   tensors are the same. Creates the variables `query`, `key` and `value` (`kernel`, `bias`).
+  Inputs in bfloat16 or float16 give an output of their dtype; the softmax is taken in float32.
 
   Args:
     from_tensor: float Tensor of shape [batch_size, from_seq_length, from_width], or
@@ -657,18 +809,22 @@ def attention_layer(from_tensor,
 
   # `attention_scores` = [B, N, F, T]
   attention_scores = tf.matmul(query_layer, key_layer, transpose_b=True)
+  # Half-precision scores are scaled, masked and normalised in float32, as mixed precision
+  # training does with softmaxes: the normalising sum over every position would lose precision.
+  compute_type = attention_scores.dtype
+  attention_scores = tf.cast(attention_scores, tf.float32)
   attention_scores = tf.multiply(attention_scores, 1.0 / math.sqrt(float(size_per_head)))
 
   if attention_mask is not None:
     # `attention_mask` = [B, 1, F, T], the same for every head.
     attention_mask = tf.expand_dims(attention_mask, axis=[1])
     # 0 where attended, -10000 where masked: after the softmax a masked position weighs
-    # nothing. The dtype follows the scores, whatever precision they are computed in.
+    # nothing.
     adder = (1.0 - tf.cast(attention_mask, attention_scores.dtype)) * -10000.0
     attention_scores += adder
 
   # `attention_probs` = [B, N, F, T]
-  attention_probs = tf.nn.softmax(attention_scores)
+  attention_probs = tf.cast(tf.nn.softmax(attention_scores), compute_type)
   # Drops whole tokens to attend to, as the original Transformer does.
   attention_probs = dropout(attention_probs, attention_probs_dropout_prob)
 
