@@ -6,6 +6,10 @@ the sequence length, TFRecord input pipelines and the check of their records, th
 `run_pretraining.py`, `run_classifier.py`, `run_squad.py` and `extract_features.py` build on it;
 each keeps its own model_fn and flags.
 
+Speed off TPU (`define_speed_flags`): mixed precision (--precision), XLA (--use_xla) and input
+batches cut to their longest real sequence (`trim_to_longest_sequence`, `bucket_by_length`,
+`batch_sorted_by_length`).
+
 Training on several GPUs or machines, or in micro-batches (`define_scale_flags`), is also here:
 with --distribution_strategy, `make_estimator` runs the same TPUEstimator model_fn in a plain
 Estimator under a `tf.distribute` strategy, and `train` starts it the way the strategy needs.
@@ -77,6 +81,66 @@ def load_bert_config(bert_config_file, max_seq_length):
         "max_position_embeddings=%d" %
         (max_seq_length, bert_config_file, bert_config.max_position_embeddings))
   return bert_config
+
+
+def define_speed_flags():
+  """Defines --precision, --use_xla and --batch_by_length, once per process."""
+  if "precision" in FLAGS:
+    return
+  flags.DEFINE_enum(
+      "precision", "fp32", ["fp32", "bf16", "fp16"],
+      "The precision of the encoder's matrix multiplications: fp32 (the original), bf16 "
+      "(bfloat16: AMX/AVX512_BF16 CPUs, Ampere+ GPUs, TPUs) or fp16 (float16 with dynamic loss "
+      "scaling: GPUs). Variables, checkpoints, layer norms, softmaxes and losses stay float32. "
+      "On hardware without fast units for it, the run logs a warning and uses float32.")
+  flags.DEFINE_bool(
+      "use_xla", False,
+      "Compile the graph with XLA (global_jit_level ON_1; on CPU only the element-wise work, "
+      "unless TF_XLA_FLAGS is set).")
+  flags.DEFINE_bool(
+      "batch_by_length", False,
+      "Off TPU: train on batches of examples of similar length, and evaluate and predict in "
+      "batches sorted by length within windows (outputs come back in input order), so less "
+      "padding is computed. The order in which training sees the examples changes.")
+
+
+def compute_type_from_flags():
+  """Returns the dtype the model computes in: --precision, or float32 where unsupported.
+
+  On hardware without fast units for the precision asked for (`modeling.compute_type_support`),
+  logs one warning and returns tf.float32. On TPU bfloat16 is native and not checked.
+  """
+  compute_type = modeling.get_compute_type(_flag_value("precision", "fp32"))
+  if compute_type == tf.float32 or FLAGS.use_tpu:
+    return compute_type
+  supported, hardware = modeling.compute_type_support(compute_type)
+  if not supported:
+    tf.logging.warning("--precision=%s needs hardware this machine lacks (%s): running in "
+                       "float32", FLAGS.precision, hardware)
+    return tf.float32
+  return compute_type
+
+
+# TF_XLA_FLAGS for --use_xla on CPU: XLA fuses the element-wise work and leaves the matrix
+# multiplications to oneDNN, whose bfloat16 kernels use AMX (XLA's own CPU ones do not).
+CPU_XLA_FLAGS = "--tf_xla_cpu_global_jit --tf_xla_ops_to_cluster=FUSIBLE"
+
+
+def _speed_session_config(session_config):
+  """Sets XLA on `session_config` (a tf.ConfigProto or None) if --use_xla; returns it."""
+  if not _flag_value("use_xla", False):
+    return session_config
+  if not tf.config.list_physical_devices("GPU") and "TF_XLA_FLAGS" not in os.environ:
+    os.environ["TF_XLA_FLAGS"] = CPU_XLA_FLAGS
+  session_config = session_config or tf.ConfigProto(allow_soft_placement=True)
+  session_config.graph_options.optimizer_options.global_jit_level = (
+      tf.OptimizerOptions.ON_1)
+  return session_config
+
+
+def trims_padding():
+  """Whether the input_fns cut batches to their longest sequence: off TPU (static shapes)."""
+  return not FLAGS.use_tpu
 
 
 DISTRIBUTION_STRATEGIES = ("none", "mirrored", "multi_worker_mirrored")
@@ -153,6 +217,8 @@ def make_estimator(model_fn, output_dir, train_batch_size=None, eval_batch_size=
   plain Estimator that trains under that `tf.distribute` strategy (see `define_scale_flags`);
   its evaluation and prediction run on one device, so every example counts once.
 
+  With --use_xla (`define_speed_flags`) the sessions of either compile with XLA.
+
   With --gradient_accumulation_steps=N the input_fn gives micro-batches of train_batch_size / N
   examples (divided again among the replicas of a strategy); the model_fn must pass N to
   `optimization.create_optimizer`.
@@ -200,6 +266,7 @@ def make_estimator(model_fn, output_dir, train_batch_size=None, eval_batch_size=
       master=FLAGS.master,
       model_dir=output_dir,
       save_checkpoints_steps=save_checkpoints_steps,
+      session_config=_speed_session_config(None),
       tpu_config=tf.estimator.tpu.TPUConfig(
           iterations_per_loop=iterations_per_loop,
           num_shards=FLAGS.num_tpu_cores,
@@ -249,7 +316,7 @@ def _make_distributed_estimator(model_fn, output_dir, strategy_name, train_batch
   run_config = tf.estimator.RunConfig(
       model_dir=output_dir,
       save_checkpoints_steps=save_checkpoints_steps,
-      session_config=session_config,
+      session_config=_speed_session_config(session_config),
       train_distribute=strategy)
   return DistributedEstimator(
       model_fn, run_config,
@@ -392,7 +459,8 @@ def decode_record(record, name_to_features):
   return example
 
 
-def file_based_input_fn_builder(input_file, name_to_features, is_training, drop_remainder):
+def file_based_input_fn_builder(input_file, name_to_features, is_training, drop_remainder,
+                                trim_padding=False):
   """Creates an `input_fn` reading one TFRecord file of fixed-length features.
 
   Training repeats and shuffles the records; evaluation and prediction read them once, in order.
@@ -402,9 +470,13 @@ def file_based_input_fn_builder(input_file, name_to_features, is_training, drop_
     name_to_features: dict of feature name -> `tf.FixedLenFeature`.
     is_training: whether to repeat and shuffle.
     drop_remainder: whether to drop a last, smaller batch (TPUs need fixed shapes).
+    trim_padding: whether to cut each batch's per-position features to its longest real
+      sequence (off TPU), with --batch_by_length grouping examples of similar length.
 
   Returns:
-    input_fn(params) -> `tf.data.Dataset` of feature dicts, batched by params["batch_size"].
+    input_fn(params) -> `tf.data.Dataset` of feature dicts, batched by params["batch_size"];
+    the per-position features are [batch_size, seq_length], or [batch_size, length <=
+    seq_length] with trim_padding.
   """
 
   def input_fn(params):
@@ -413,9 +485,174 @@ def file_based_input_fn_builder(input_file, name_to_features, is_training, drop_
       dataset = dataset.repeat()
       dataset = dataset.shuffle(buffer_size=100)
     dataset = dataset.map(lambda record: decode_record(record, name_to_features))
-    return dataset.batch(params["batch_size"], drop_remainder=drop_remainder)
+    return batch_features(dataset, params["batch_size"], is_training, drop_remainder,
+                          trim_padding)
 
   return input_fn
+
+
+def batch_features(dataset, batch_size, is_training, drop_remainder, trim_padding,
+                   sequence_features=None):
+  """Batches a dataset of single examples as the scripts' input_fns do.
+
+  Without trim_padding, plain batches of fixed shape (the original). With it, each batch is cut
+  to its longest real sequence; with --batch_by_length too, training batches come from length
+  buckets (`bucket_by_length`) and evaluation/prediction batches are sorted by length within
+  windows (`batch_sorted_by_length`, carrying an "example_index" feature that
+  `restore_input_order` uses).
+
+  Args:
+    dataset: `tf.data.Dataset` of feature dicts, per-position features [seq_length].
+    batch_size: int.
+    is_training: bool.
+    drop_remainder: bool.
+    trim_padding: bool.
+    sequence_features: names of the per-position features (default SEQUENCE_FEATURES).
+
+  Returns:
+    `tf.data.Dataset` of batches.
+  """
+  sequence_features = sequence_features or SEQUENCE_FEATURES
+  if not trim_padding:
+    return dataset.batch(batch_size, drop_remainder=drop_remainder)
+  if _flag_value("batch_by_length", False):
+    if is_training:
+      return bucket_by_length(dataset, batch_size, LENGTH_MULTIPLE, drop_remainder,
+                              sequence_features)
+    dataset = dataset.enumerate().map(
+        lambda index, features: dict(features, example_index=index))
+    return batch_sorted_by_length(dataset, batch_size, SORT_WINDOW_BATCHES, LENGTH_MULTIPLE,
+                                  sequence_features)
+  dataset = dataset.batch(batch_size, drop_remainder=drop_remainder)
+  return dataset.map(
+      lambda features: trim_to_longest_sequence(features, 1, sequence_features))
+
+
+def restore_input_order(predictions):
+  """Yields Estimator predictions in input order when --batch_by_length sorted them.
+
+  Args:
+    predictions: iterable of prediction dicts; with "example_index" (an int64 passed through
+      by the model_fn) they are reordered and the key is dropped, else yielded as they come.
+      Sorting is within windows of SORT_WINDOW_BATCHES batches, so few are held back.
+  """
+  pending = {}
+  next_index = 0
+  for prediction in predictions:
+    if "example_index" not in prediction:
+      yield prediction
+      continue
+    prediction = dict(prediction)
+    pending[int(prediction.pop("example_index"))] = prediction
+    while next_index in pending:
+      yield pending.pop(next_index)
+      next_index += 1
+  for index in sorted(pending):
+    yield pending[index]
+
+
+# The features of one value per sequence position that the scripts write.
+SEQUENCE_FEATURES = ("input_ids", "input_mask", "segment_ids")
+
+# --batch_by_length: bucket width / length rounding (few shapes for XLA to compile), and the
+# batches sorted together in evaluation and prediction.
+LENGTH_MULTIPLE = 16
+SORT_WINDOW_BATCHES = 32
+
+
+def trim_to_longest_sequence(features, length_multiple=1, sequence_features=SEQUENCE_FEATURES):
+  """Cuts the per-position features of a batch to its longest real sequence.
+
+  Padding is masked out of attention, so the outputs at real positions do not change. The
+  length kept is the last position any example's `input_mask` marks real, plus one, rounded up
+  to a multiple of `length_multiple` and at most the batch's `seq_length`.
+
+  Args:
+    features: dict of Tensors, as an input_fn yields them; those named in
+      `sequence_features` (with "input_mask") are [batch_size, seq_length].
+    length_multiple: positive int.
+    sequence_features: names of the per-position features to cut.
+
+  Returns:
+    A new dict: the per-position features [batch_size, length], the others as they are.
+  """
+  input_mask = features["input_mask"]
+  seq_length = tf.shape(input_mask)[1]
+  positions_used = tf.reduce_any(tf.not_equal(input_mask, 0), axis=0)
+  length = tf.reduce_max(tf.where(positions_used, tf.range(1, seq_length + 1),
+                                  tf.zeros_like(positions_used, tf.int32)))
+  length = tf.minimum((length + length_multiple - 1) // length_multiple * length_multiple,
+                      seq_length)
+  trimmed = dict(features)
+  for name in sequence_features:
+    if name in features:
+      trimmed[name] = features[name][:, :length]
+  return trimmed
+
+
+def _real_length(features):
+  """Returns the number of real tokens of one example (an int32 scalar)."""
+  return tf.reduce_sum(tf.cast(tf.not_equal(features["input_mask"], 0), tf.int32))
+
+
+def bucket_by_length(dataset, batch_size, bucket_width, drop_remainder,
+                     sequence_features=SEQUENCE_FEATURES):
+  """Batches examples whose lengths fall in the same bucket of `bucket_width` positions.
+
+  Examples of real length in (k * bucket_width, (k + 1) * bucket_width] wait in bucket k until
+  `batch_size` of them are there; each batch is trimmed to at most the bucket's upper bound, so
+  there are at most seq_length / bucket_width distinct shapes. The order of examples changes,
+  not what each batch computes per example.
+
+  Args:
+    dataset: `tf.data.Dataset` of single examples (dicts with "input_mask" of [seq_length]).
+    batch_size: int.
+    bucket_width: positive int.
+    drop_remainder: bool, whether to drop each bucket's last, partial batch.
+    sequence_features: names of the per-position features to cut.
+
+  Returns:
+    `tf.data.Dataset` of batches, per-position features [batch_size, length].
+  """
+  def bucket_of(features):
+    return tf.cast((_real_length(features) - 1) // bucket_width, tf.int64)
+
+  dataset = dataset.group_by_window(
+      key_func=bucket_of,
+      reduce_func=lambda _, window: window.batch(batch_size, drop_remainder=drop_remainder),
+      window_size=batch_size)
+  return dataset.map(
+      lambda features: trim_to_longest_sequence(features, bucket_width, sequence_features))
+
+
+def batch_sorted_by_length(dataset, batch_size, window_batches, length_multiple,
+                           sequence_features=SEQUENCE_FEATURES):
+  """Batches examples sorted by length within windows of `window_batches` batches.
+
+  Every `window_batches * batch_size` consecutive examples are sorted by real length, cut into
+  batches and trimmed, so the examples of a batch are of similar length while each example
+  stays within its window: carry an index feature to restore the input order.
+
+  Args:
+    dataset: `tf.data.Dataset` of single examples (dicts with "input_mask" of [seq_length]).
+    batch_size: int.
+    window_batches: int, batches per sorted window.
+    length_multiple: positive int, see `trim_to_longest_sequence`.
+    sequence_features: names of the per-position features to cut.
+
+  Returns:
+    `tf.data.Dataset` of batches, per-position features [batch_size, length]; the last batch
+    of the last window may be smaller.
+  """
+  def sort_window(features):
+    lengths = tf.reduce_sum(tf.cast(tf.not_equal(features["input_mask"], 0), tf.int32), axis=1)
+    order = tf.argsort(lengths, stable=True)
+    return {name: tf.gather(value, order) for name, value in features.items()}
+
+  dataset = dataset.batch(window_batches * batch_size).map(sort_window).unbatch()
+  dataset = dataset.batch(batch_size)
+  return dataset.map(
+      lambda features: trim_to_longest_sequence(features, length_multiple, sequence_features))
 
 
 def check_record_lengths(input_file, expected_lengths):

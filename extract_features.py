@@ -53,6 +53,7 @@ flags.DEFINE_bool(
 flags.DEFINE_integer("batch_size", 32, "Batch size for predictions.")
 
 estimator_lib.define_tpu_flags()
+estimator_lib.define_speed_flags()
 
 flags.DEFINE_bool(
     "use_one_hot_embeddings", False,
@@ -89,12 +90,18 @@ class InputFeatures(object):
     self.input_type_ids = input_type_ids
 
 
-def input_fn_builder(features, seq_length):
+# The per-position features of `input_fn_builder`.
+_SEQUENCE_FEATURES = ("input_ids", "input_mask", "input_type_ids")
+
+
+def input_fn_builder(features, seq_length, trim_padding=False):
   """Creates an `input_fn` that serves `features` from memory, in order, once.
 
   Args:
     features: list of `InputFeatures`.
     seq_length: length of every feature's input lists.
+    trim_padding: cut batches to their longest sequence (off TPU; see estimator_lib); the
+      outputs hold real tokens only, so nothing written changes.
 
   Returns:
     input_fn(params) -> `tf.data.Dataset` of dicts with "unique_ids" [batch_size] and
@@ -120,17 +127,21 @@ def input_fn_builder(features, seq_length):
         "input_type_ids": tf.constant(columns["input_type_ids"],
                                       shape=[num_examples, seq_length], dtype=tf.int32),
     })
-    return dataset.batch(batch_size=params["batch_size"], drop_remainder=False)
+    return estimator_lib.batch_features(
+        dataset, params["batch_size"], is_training=False, drop_remainder=False,
+        trim_padding=trim_padding, sequence_features=_SEQUENCE_FEATURES)
 
   return input_fn
 
 
 def model_fn_builder(bert_config, init_checkpoint, layer_indexes, use_tpu,
-                     use_one_hot_embeddings):
+                     use_one_hot_embeddings, compute_type=tf.float32):
   """Returns a TPUEstimator `model_fn` that predicts the activations of `layer_indexes`.
 
   Predictions: "unique_id" [batch_size] and, for the j-th entry of `layer_indexes`,
-  "layer_output_j" [batch_size, seq_length, hidden_size].
+  "layer_output_j" [batch_size, seq_length, hidden_size] float32 (seq_length is the batch's, cut
+  with trim_padding), and "example_index" passed through when the input has it.
+  `compute_type` is the encoder's (`modeling.BertModel`).
   """
 
   def model_fn(features, labels, mode, params):  # pylint: disable=unused-argument
@@ -143,11 +154,14 @@ def model_fn_builder(bert_config, init_checkpoint, layer_indexes, use_tpu,
         input_ids=features["input_ids"],
         input_mask=features["input_mask"],
         token_type_ids=features["input_type_ids"],
-        use_one_hot_embeddings=use_one_hot_embeddings)
+        use_one_hot_embeddings=use_one_hot_embeddings,
+        compute_type=compute_type)
     scaffold_fn = estimator_lib.init_from_checkpoint(init_checkpoint, use_tpu)
 
     all_layers = model.get_all_encoder_layers()
     predictions = {"unique_id": features["unique_ids"]}
+    if "example_index" in features:
+      predictions["example_index"] = features["example_index"]
     for j, layer_index in enumerate(layer_indexes):
       predictions["layer_output_%d" % j] = all_layers[layer_index]
     return tf.estimator.tpu.TPUEstimatorSpec(
@@ -290,14 +304,17 @@ def main(_):
       init_checkpoint=FLAGS.init_checkpoint,
       layer_indexes=layer_indexes,
       use_tpu=FLAGS.use_tpu,
-      use_one_hot_embeddings=FLAGS.use_one_hot_embeddings)
+      use_one_hot_embeddings=FLAGS.use_one_hot_embeddings,
+      compute_type=estimator_lib.compute_type_from_flags())
   # No model_dir: nothing is trained or saved, the weights come from --init_checkpoint.
   estimator = estimator_lib.make_estimator(model_fn, None, predict_batch_size=FLAGS.batch_size)
-  input_fn = input_fn_builder(features=features, seq_length=FLAGS.max_seq_length)
+  input_fn = input_fn_builder(features=features, seq_length=FLAGS.max_seq_length,
+                              trim_padding=estimator_lib.trims_padding())
 
   with script_io.atomic_open(FLAGS.output_file) as writer:
     for num_written, result in enumerate(
-        estimator.predict(input_fn, yield_single_examples=True), 1):
+        estimator_lib.restore_input_order(
+            estimator.predict(input_fn, yield_single_examples=True)), 1):
       feature = unique_id_to_feature[int(result["unique_id"])]
       writer.write(json.dumps(_feature_json(feature, result, layer_indexes)) + "\n")
       if num_written % 1000 == 0:

@@ -27,7 +27,7 @@ CLIP_NORM = 1.0
 
 
 def create_optimizer(loss, init_lr, num_train_steps, num_warmup_steps, use_tpu,
-                     gradient_accumulation_steps=1):
+                     gradient_accumulation_steps=1, loss_scaling=False):
   """Creates the op that makes one training step on all trainable variables.
 
   Gradients of `loss` are clipped to a global norm of 1.0 and applied by an
@@ -52,6 +52,8 @@ def create_optimizer(loss, init_lr, num_train_steps, num_warmup_steps, use_tpu,
     num_warmup_steps: int >= 0 (or None for 0), the number of linear warm-up steps.
     use_tpu: bool, whether to sum the gradients of the TPU shards (`tf.tpu.CrossShardOptimizer`).
     gradient_accumulation_steps: positive int, the number of runs (micro-batches) per update.
+    loss_scaling: bool, dynamic loss scaling for float16 compute (see
+      `apply_with_dynamic_loss_scale`); one device, no accumulation.
 
   Returns:
     The training `Operation`.
@@ -60,7 +62,7 @@ def create_optimizer(loss, init_lr, num_train_steps, num_warmup_steps, use_tpu,
     ValueError: if num_train_steps is not positive, num_warmup_steps is negative,
       gradient_accumulation_steps is not a positive int or is above 1 with use_tpu or with
       reference (not resource) variables, or the op is built in the cross-replica context of a
-      strategy.
+      strategy, or loss_scaling is asked for with accumulation, a strategy or TPU.
   """
   _check_step_counts(num_train_steps, num_warmup_steps)
   _check_accumulation_steps(gradient_accumulation_steps, use_tpu)
@@ -78,6 +80,11 @@ def create_optimizer(loss, init_lr, num_train_steps, num_warmup_steps, use_tpu,
     optimizer = tf.tpu.CrossShardOptimizer(optimizer)
 
   tvars = tf.trainable_variables()
+  if loss_scaling:
+    if gradient_accumulation_steps > 1 or tf.distribute.has_strategy() or use_tpu:
+      raise ValueError("loss scaling (float16) trains on one GPU without gradient accumulation: "
+                       "use bfloat16, or gradient_accumulation_steps=1 and no strategy")
+    return apply_with_dynamic_loss_scale(optimizer, loss, tvars, global_step)
   grads = tf.gradients(loss, tvars)
 
   if gradient_accumulation_steps > 1 or tf.distribute.has_strategy():
@@ -88,6 +95,59 @@ def create_optimizer(loss, init_lr, num_train_steps, num_warmup_steps, use_tpu,
   grads, _ = tf.clip_by_global_norm(grads, clip_norm=CLIP_NORM)
 
   return optimizer.apply_gradients(zip(grads, tvars), global_step=global_step)
+
+
+INITIAL_LOSS_SCALE = 2.0 ** 15
+# Updates in a row with finite gradients after which the loss scale doubles.
+LOSS_SCALE_GROWTH_STEPS = 2000
+
+
+def apply_with_dynamic_loss_scale(optimizer, loss, tvars, global_step):
+  """Makes one clipped update from the gradients of `loss * scale`, skipped if not finite.
+
+  float16 gradients underflow unless the loss is scaled up. The gradients of the scaled loss
+  are divided by the scale (in float32); when any is inf or NaN the update is skipped (no
+  variable, Adam slot or global step changes) and the scale halves; after
+  LOSS_SCALE_GROWTH_STEPS finite updates in a row it doubles. The scale is a local variable
+  (not in checkpoints, which keep the original layout): a resumed run starts again at
+  INITIAL_LOSS_SCALE.
+
+  Args:
+    optimizer: a `tf.train.Optimizer`.
+    loss: float32 Tensor [], the loss to minimise.
+    tvars: the resource variables to train.
+    global_step: the global step variable.
+
+  Returns:
+    The training `Operation`.
+  """
+  with tf.variable_scope("loss_scale"):
+    scale = tf.get_variable(
+        "scale", [], tf.float32, initializer=tf.constant_initializer(INITIAL_LOSS_SCALE),
+        trainable=False, collections=[tf.GraphKeys.LOCAL_VARIABLES], use_resource=True)
+    good_steps = tf.get_variable(
+        "good_steps", [], tf.int64, initializer=tf.zeros_initializer(), trainable=False,
+        collections=[tf.GraphKeys.LOCAL_VARIABLES], use_resource=True)
+  current_scale = scale.read_value()
+  grads = [None if grad is None else _scale(grad, 1.0 / current_scale)
+           for grad in tf.gradients(loss * current_scale, tvars)]
+  all_finite = tf.reduce_all([
+      tf.reduce_all(tf.is_finite(grad.values if isinstance(grad, tf.IndexedSlices) else grad))
+      for grad in grads if grad is not None])
+  clipped, _ = tf.clip_by_global_norm(grads, clip_norm=CLIP_NORM)
+
+  def update():
+    with tf.control_dependencies([optimizer.apply_gradients(zip(clipped, tvars),
+                                                            global_step=global_step)]):
+      return tf.identity(all_finite)
+
+  updated = tf.cond(all_finite, update, lambda: all_finite)
+  grow = tf.logical_and(updated, good_steps + 1 >= LOSS_SCALE_GROWTH_STEPS)
+  new_scale = tf.where(updated, tf.where(grow, current_scale * 2.0, current_scale),
+                       tf.maximum(current_scale / 2.0, 1.0))
+  new_good_steps = tf.where(tf.logical_and(updated, tf.logical_not(grow)), good_steps + 1,
+                            tf.zeros_like(good_steps))
+  return tf.group(scale.assign(new_scale), good_steps.assign(new_good_steps))
 
 
 def learning_rate_schedule(global_step, init_lr, num_train_steps, num_warmup_steps):

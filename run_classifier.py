@@ -92,6 +92,7 @@ flags.DEFINE_integer("iterations_per_loop", 1000, "How many steps to make in eac
 
 estimator_lib.define_tpu_flags()
 estimator_lib.define_scale_flags()
+estimator_lib.define_speed_flags()
 serving.define_export_flag()
 
 FLAGS = flags.FLAGS
@@ -563,7 +564,7 @@ def file_based_convert_examples_to_features(examples, label_list, max_seq_length
 
 
 def file_based_input_fn_builder(input_file, seq_length, is_training, drop_remainder,
-                                is_regression=False):
+                                is_regression=False, trim_padding=False):
   """Creates an `input_fn` for TPUEstimator that reads a file of the records above.
 
   Args:
@@ -572,10 +573,12 @@ def file_based_input_fn_builder(input_file, seq_length, is_training, drop_remain
     is_training: whether to repeat and shuffle the records.
     drop_remainder: whether to drop a last, smaller batch (TPUs need fixed shapes).
     is_regression: whether label_ids are floats.
+    trim_padding: cut batches to their longest sequence (off TPU; see estimator_lib).
 
   Returns:
     input_fn(params) giving batches of input_ids, input_mask, segment_ids
-    [batch_size, seq_length], label_ids and is_real_example [batch_size].
+    [batch_size, seq_length] (or shorter with trim_padding), label_ids and is_real_example
+    [batch_size].
   """
   name_to_features = {
       "input_ids": tf.FixedLenFeature([seq_length], tf.int64),
@@ -585,7 +588,7 @@ def file_based_input_fn_builder(input_file, seq_length, is_training, drop_remain
       "is_real_example": tf.FixedLenFeature([], tf.int64),
   }
   return estimator_lib.file_based_input_fn_builder(
-      input_file, name_to_features, is_training, drop_remainder)
+      input_file, name_to_features, is_training, drop_remainder, trim_padding)
 
 
 def _truncate_seq_pair(tokens_a, tokens_b, max_length):
@@ -602,7 +605,8 @@ def _truncate_seq_pair(tokens_a, tokens_b, max_length):
 
 
 def create_model(bert_config, is_training, input_ids, input_mask, segment_ids, labels,
-                 num_labels, use_one_hot_embeddings, is_regression=False):
+                 num_labels, use_one_hot_embeddings, is_regression=False,
+                 compute_type=tf.float32):
   """Creates BERT with a classification (or regression) head on its pooled output.
 
   Args:
@@ -613,6 +617,7 @@ def create_model(bert_config, is_training, input_ids, input_mask, segment_ids, l
     num_labels: int, number of classes (1 for regression).
     use_one_hot_embeddings: bool, look embeddings up with a one-hot matmul (faster on TPU).
     is_regression: bool; the single output is a score trained with squared error.
+    compute_type: the encoder's compute dtype (`modeling.BertModel`); the head is float32.
 
   Returns:
     (loss [], per_example_loss [batch_size], logits [batch_size, num_labels],
@@ -625,7 +630,8 @@ def create_model(bert_config, is_training, input_ids, input_mask, segment_ids, l
       input_ids=input_ids,
       input_mask=input_mask,
       token_type_ids=segment_ids,
-      use_one_hot_embeddings=use_one_hot_embeddings)
+      use_one_hot_embeddings=use_one_hot_embeddings,
+      compute_type=compute_type)
   output_layer = model.get_pooled_output()
   hidden_size = output_layer.shape[-1]
 
@@ -667,12 +673,14 @@ def _regression_metric_fn(per_example_loss, is_real_example):
 
 def model_fn_builder(bert_config, num_labels, init_checkpoint, learning_rate, num_train_steps,
                      num_warmup_steps, use_tpu, use_one_hot_embeddings, is_regression=False,
-                     gradient_accumulation_steps=1):
+                     gradient_accumulation_steps=1, compute_type=tf.float32):
   """Returns a TPUEstimator `model_fn` that trains, evaluates or predicts with `create_model`.
 
   Predictions are {"probabilities": [batch_size, num_labels]}, or {"score": [batch_size]} for
-  regression. PREDICT needs only the features input_ids, input_mask and segment_ids. Training
-  makes one update every `gradient_accumulation_steps` micro-batches (see create_optimizer).
+  regression (and "example_index" passed through when the input has it, see
+  estimator_lib.restore_input_order). PREDICT needs only the features input_ids, input_mask
+  and segment_ids. Training makes one update every `gradient_accumulation_steps` micro-batches
+  (see create_optimizer). `compute_type` is the encoder's; float16 trains with loss scaling.
   """
 
   def model_fn(features, labels, mode, params):  # pylint: disable=unused-argument
@@ -694,13 +702,15 @@ def model_fn_builder(bert_config, num_labels, init_checkpoint, learning_rate, nu
     is_training = mode == tf.estimator.ModeKeys.TRAIN
     total_loss, per_example_loss, logits, outputs = create_model(
         bert_config, is_training, features["input_ids"], features["input_mask"],
-        features["segment_ids"], label_ids, num_labels, use_one_hot_embeddings, is_regression)
+        features["segment_ids"], label_ids, num_labels, use_one_hot_embeddings, is_regression,
+        compute_type)
     scaffold_fn = estimator_lib.init_from_checkpoint(init_checkpoint, use_tpu)
 
     if mode == tf.estimator.ModeKeys.TRAIN:
       train_op = optimization.create_optimizer(
           total_loss, learning_rate, num_train_steps, num_warmup_steps, use_tpu,
-          gradient_accumulation_steps=gradient_accumulation_steps)
+          gradient_accumulation_steps=gradient_accumulation_steps,
+          loss_scaling=compute_type == tf.float16)
       return tf.estimator.tpu.TPUEstimatorSpec(
           mode=mode, loss=total_loss, train_op=train_op, scaffold_fn=scaffold_fn)
     if mode == tf.estimator.ModeKeys.EVAL:
@@ -711,6 +721,8 @@ def model_fn_builder(bert_config, num_labels, init_checkpoint, learning_rate, nu
       return tf.estimator.tpu.TPUEstimatorSpec(
           mode=mode, loss=total_loss, eval_metrics=eval_metrics, scaffold_fn=scaffold_fn)
     predictions = {"score": outputs} if is_regression else {"probabilities": outputs}
+    if "example_index" in features:
+      predictions["example_index"] = features["example_index"]
     return tf.estimator.tpu.TPUEstimatorSpec(
         mode=mode, predictions=predictions, scaffold_fn=scaffold_fn)
 
@@ -799,7 +811,7 @@ def _train(estimator, train_examples, label_list, tokenizer, num_train_steps):
   tf.logging.info("  Num steps = %d", num_train_steps)
   train_input_fn = file_based_input_fn_builder(
       train_file, FLAGS.max_seq_length, is_training=True, drop_remainder=True,
-      is_regression=is_regression)
+      is_regression=is_regression, trim_padding=estimator_lib.trims_padding())
   estimator.train(input_fn=train_input_fn, max_steps=num_train_steps)
 
 
@@ -824,10 +836,10 @@ def _evaluate(estimator, eval_examples, label_list, tokenizer):
   eval_steps = len(examples) // FLAGS.eval_batch_size if FLAGS.use_tpu else None
   eval_input_fn = file_based_input_fn_builder(
       eval_file, FLAGS.max_seq_length, is_training=False, drop_remainder=FLAGS.use_tpu,
-      is_regression=is_regression)
+      is_regression=is_regression, trim_padding=estimator_lib.trims_padding())
   result = estimator.evaluate(input_fn=eval_input_fn, steps=eval_steps)
   if is_regression:
-    predictions = estimator.predict(input_fn=eval_input_fn)
+    predictions = estimator_lib.restore_input_order(estimator.predict(input_fn=eval_input_fn))
     scores = [prediction["score"] for prediction, _ in zip(predictions, eval_examples)]
     result.update(correlations(scores, [float(example.label) for example in eval_examples]))
   estimator_lib.write_eval_results(os.path.join(FLAGS.output_dir, "eval_results.txt"), result)
@@ -885,8 +897,8 @@ def _predict(estimator, predict_examples, label_list, tokenizer):
 
   predict_input_fn = file_based_input_fn_builder(
       predict_file, FLAGS.max_seq_length, is_training=False, drop_remainder=FLAGS.use_tpu,
-      is_regression=is_regression)
-  predictions = estimator.predict(input_fn=predict_input_fn)
+      is_regression=is_regression, trim_padding=estimator_lib.trims_padding())
+  predictions = estimator_lib.restore_input_order(estimator.predict(input_fn=predict_input_fn))
   output_predict_file = os.path.join(FLAGS.output_dir, "test_results.tsv")
   num_written_lines = 0
   with script_io.atomic_open(output_predict_file) as writer:
@@ -1020,7 +1032,8 @@ def main(_):
       use_tpu=FLAGS.use_tpu,
       use_one_hot_embeddings=FLAGS.use_tpu,
       is_regression=is_regression,
-      gradient_accumulation_steps=FLAGS.gradient_accumulation_steps)
+      gradient_accumulation_steps=FLAGS.gradient_accumulation_steps,
+      compute_type=estimator_lib.compute_type_from_flags())
   estimator = estimator_lib.make_estimator(
       model_fn, FLAGS.output_dir,
       train_batch_size=FLAGS.train_batch_size,

@@ -68,6 +68,7 @@ flags.DEFINE_integer("max_eval_steps", 100, "Maximum number of eval steps.")
 
 estimator_lib.define_tpu_flags()
 estimator_lib.define_scale_flags()
+estimator_lib.define_speed_flags()
 
 FLAGS = flags.FLAGS
 
@@ -77,7 +78,7 @@ NUM_CPU_THREADS = 4
 
 def model_fn_builder(bert_config, init_checkpoint, learning_rate, num_train_steps,
                      num_warmup_steps, use_tpu, use_one_hot_embeddings,
-                     gradient_accumulation_steps=1):
+                     gradient_accumulation_steps=1, compute_type=tf.float32):
   """Returns a TPUEstimator `model_fn` for pre-training (TRAIN) and its metrics (EVAL).
 
   Args:
@@ -88,6 +89,8 @@ def model_fn_builder(bert_config, init_checkpoint, learning_rate, num_train_step
     use_tpu: whether the model runs on TPU.
     use_one_hot_embeddings: look embeddings up by one-hot matmul (faster on TPU).
     gradient_accumulation_steps: micro-batches per update (see create_optimizer).
+    compute_type: the encoder's compute dtype (`modeling.BertModel`); the heads are float32;
+      float16 trains with loss scaling.
   """
 
   def model_fn(features, labels, mode, params):  # pylint: disable=unused-argument
@@ -103,7 +106,8 @@ def model_fn_builder(bert_config, init_checkpoint, learning_rate, num_train_step
         input_ids=features["input_ids"],
         input_mask=features["input_mask"],
         token_type_ids=features["segment_ids"],
-        use_one_hot_embeddings=use_one_hot_embeddings)
+        use_one_hot_embeddings=use_one_hot_embeddings,
+        compute_type=compute_type)
 
     masked_lm_loss, masked_lm_example_loss, masked_lm_log_probs = get_masked_lm_output(
         bert_config, model.get_sequence_output(), model.get_embedding_table(),
@@ -119,7 +123,8 @@ def model_fn_builder(bert_config, init_checkpoint, learning_rate, num_train_step
     if mode == tf.estimator.ModeKeys.TRAIN:
       train_op = optimization.create_optimizer(
           total_loss, learning_rate, num_train_steps, num_warmup_steps, use_tpu,
-          gradient_accumulation_steps=gradient_accumulation_steps)
+          gradient_accumulation_steps=gradient_accumulation_steps,
+          loss_scaling=compute_type == tf.float16)
       return tf.estimator.tpu.TPUEstimatorSpec(
           mode=mode, loss=total_loss, train_op=train_op, scaffold_fn=scaffold_fn)
     if mode == tf.estimator.ModeKeys.EVAL:
@@ -278,7 +283,8 @@ def gather_indexes(sequence_tensor, positions):
   return tf.gather(flat_sequence_tensor, flat_positions)
 
 
-def input_fn_builder(input_files, max_seq_length, max_predictions_per_seq, is_training):
+def input_fn_builder(input_files, max_seq_length, max_predictions_per_seq, is_training,
+                     trim_padding=False):
   """Creates an `input_fn` over the pre-training TFRecords.
 
   Training reads several files at once, in a shuffled order that repeats forever; evaluation
@@ -290,6 +296,7 @@ def input_fn_builder(input_files, max_seq_length, max_predictions_per_seq, is_tr
     max_seq_length: length of input_ids, input_mask and segment_ids in the records.
     max_predictions_per_seq: length of the masked_lm_* features in the records.
     is_training: whether to read for training.
+    trim_padding: cut batches to their longest sequence (off TPU; see estimator_lib).
 
   Returns:
     input_fn(params) -> `tf.data.Dataset` of feature dicts of [batch_size, ...] tensors.
@@ -325,7 +332,8 @@ def input_fn_builder(input_files, max_seq_length, max_predictions_per_seq, is_tr
     dataset = dataset.map(
         lambda record: estimator_lib.decode_record(record, name_to_features),
         num_parallel_calls=NUM_CPU_THREADS)
-    return dataset.batch(params["batch_size"], drop_remainder=True)
+    return estimator_lib.batch_features(dataset, params["batch_size"], is_training,
+                                        drop_remainder=True, trim_padding=trim_padding)
 
   return input_fn
 
@@ -373,7 +381,8 @@ def main(_):
       num_warmup_steps=FLAGS.num_warmup_steps,
       use_tpu=FLAGS.use_tpu,
       use_one_hot_embeddings=FLAGS.use_tpu,
-      gradient_accumulation_steps=FLAGS.gradient_accumulation_steps)
+      gradient_accumulation_steps=FLAGS.gradient_accumulation_steps,
+      compute_type=estimator_lib.compute_type_from_flags())
   estimator = estimator_lib.make_estimator(
       model_fn, FLAGS.output_dir,
       train_batch_size=FLAGS.train_batch_size,
@@ -385,14 +394,16 @@ def main(_):
     tf.logging.info("***** Running training *****")
     tf.logging.info("  Batch size = %d", FLAGS.train_batch_size)
     train_input_fn = input_fn_builder(
-        input_files, FLAGS.max_seq_length, FLAGS.max_predictions_per_seq, is_training=True)
+        input_files, FLAGS.max_seq_length, FLAGS.max_predictions_per_seq, is_training=True,
+        trim_padding=estimator_lib.trims_padding())
     estimator.train(input_fn=train_input_fn, max_steps=FLAGS.num_train_steps)
 
   if FLAGS.do_eval:
     tf.logging.info("***** Running evaluation *****")
     tf.logging.info("  Batch size = %d", FLAGS.eval_batch_size)
     eval_input_fn = input_fn_builder(
-        input_files, FLAGS.max_seq_length, FLAGS.max_predictions_per_seq, is_training=False)
+        input_files, FLAGS.max_seq_length, FLAGS.max_predictions_per_seq, is_training=False,
+        trim_padding=estimator_lib.trims_padding())
     result = estimator.evaluate(input_fn=eval_input_fn, steps=FLAGS.max_eval_steps)
     estimator_lib.write_eval_results(os.path.join(FLAGS.output_dir, "eval_results.txt"), result)
 

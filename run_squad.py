@@ -117,6 +117,7 @@ flags.DEFINE_float(
 
 estimator_lib.define_tpu_flags()
 estimator_lib.define_scale_flags()
+estimator_lib.define_speed_flags()
 serving.define_export_flag()
 
 FLAGS = flags.FLAGS
@@ -528,7 +529,7 @@ def _check_is_max_context(doc_spans, cur_span_index, position):
 
 
 def create_model(bert_config, is_training, input_ids, input_mask, segment_ids,
-                 use_one_hot_embeddings):
+                 use_one_hot_embeddings, compute_type=tf.float32):
   """Builds BERT with the span head: a start and an end logit for every token.
 
   Args:
@@ -536,6 +537,7 @@ def create_model(bert_config, is_training, input_ids, input_mask, segment_ids,
     is_training: bool, whether to apply dropout.
     input_ids, input_mask, segment_ids: [batch_size, seq_length] int32.
     use_one_hot_embeddings: bool, one-hot matmul embedding lookup (for TPUs).
+    compute_type: the encoder's compute dtype (`modeling.BertModel`); the head is float32.
 
   Returns:
     (start_logits, end_logits), each [batch_size, seq_length] float32.
@@ -546,7 +548,8 @@ def create_model(bert_config, is_training, input_ids, input_mask, segment_ids,
       input_ids=input_ids,
       input_mask=input_mask,
       token_type_ids=segment_ids,
-      use_one_hot_embeddings=use_one_hot_embeddings)
+      use_one_hot_embeddings=use_one_hot_embeddings,
+      compute_type=compute_type)
 
   final_hidden = model.get_sequence_output()
   batch_size, seq_length, hidden_size = modeling.get_shape_list(final_hidden, expected_rank=3)
@@ -575,12 +578,17 @@ def _position_loss(logits, positions, seq_length):
 
 def model_fn_builder(bert_config, init_checkpoint, learning_rate, num_train_steps,
                      num_warmup_steps, use_tpu, use_one_hot_embeddings,
-                     gradient_accumulation_steps=1):
+                     gradient_accumulation_steps=1, compute_type=tf.float32):
   """Returns a TPUEstimator `model_fn`: TRAIN on start/end positions, PREDICT the logits.
 
   PREDICT needs only the features input_ids, input_mask and segment_ids (and passes unique_ids
   through when given). Training makes one update every `gradient_accumulation_steps`
-  micro-batches (see create_optimizer).
+  micro-batches (see create_optimizer). `compute_type` is the encoder's; float16 trains with
+  loss scaling.
+
+  Batches keep their padding (no trimming, unlike the other scripts): the original's loss
+  softmax and its n-best search run over every position, padding included, so cutting the
+  padding would change which spans are predicted.
   """
 
   def model_fn(features, labels, mode, params):  # pylint: disable=unused-argument
@@ -596,7 +604,8 @@ def model_fn_builder(bert_config, init_checkpoint, learning_rate, num_train_step
         input_ids=features["input_ids"],
         input_mask=features["input_mask"],
         segment_ids=features["segment_ids"],
-        use_one_hot_embeddings=use_one_hot_embeddings)
+        use_one_hot_embeddings=use_one_hot_embeddings,
+        compute_type=compute_type)
 
     scaffold_fn = estimator_lib.init_from_checkpoint(init_checkpoint, use_tpu)
 
@@ -607,7 +616,8 @@ def model_fn_builder(bert_config, init_checkpoint, learning_rate, num_train_step
       total_loss = (start_loss + end_loss) / 2.0
       train_op = optimization.create_optimizer(
           total_loss, learning_rate, num_train_steps, num_warmup_steps, use_tpu,
-          gradient_accumulation_steps=gradient_accumulation_steps)
+          gradient_accumulation_steps=gradient_accumulation_steps,
+          loss_scaling=compute_type == tf.float16)
       return tf.estimator.tpu.TPUEstimatorSpec(
           mode=mode, loss=total_loss, train_op=train_op, scaffold_fn=scaffold_fn)
     if mode == tf.estimator.ModeKeys.PREDICT:
@@ -945,6 +955,10 @@ def validate_flags_or_throw(bert_config):
   if not FLAGS.do_train and not FLAGS.do_predict and not FLAGS.export_dir:
     raise script_io.InputError(
         "At least one of --do_train or --do_predict must be True, or --export_dir given.")
+  if FLAGS.batch_by_length:
+    raise script_io.InputError(
+        "--batch_by_length: run_squad.py keeps every window padded to --max_seq_length (the "
+        "original's loss and n-best search read the padding positions too); leave it out")
   if FLAGS.do_train and not FLAGS.train_file:
     raise script_io.InputError("--do_train needs --train_file.")
   if FLAGS.do_predict and not FLAGS.predict_file:
@@ -1219,7 +1233,8 @@ def main(_):
       num_warmup_steps=num_warmup_steps,
       use_tpu=FLAGS.use_tpu,
       use_one_hot_embeddings=FLAGS.use_tpu,
-      gradient_accumulation_steps=FLAGS.gradient_accumulation_steps)
+      gradient_accumulation_steps=FLAGS.gradient_accumulation_steps,
+      compute_type=estimator_lib.compute_type_from_flags())
   estimator = estimator_lib.make_estimator(
       model_fn, FLAGS.output_dir,
       train_batch_size=FLAGS.train_batch_size,

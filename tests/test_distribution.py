@@ -26,7 +26,12 @@ import support
 
 estimator_lib.define_tpu_flags()
 estimator_lib.define_scale_flags()
-flags.FLAGS.mark_as_parsed()
+
+
+@pytest.fixture(autouse=True)
+def flags_parsed():
+  """Reads the flags' defaults; other test files may have left the flags unparsed."""
+  flags.FLAGS.mark_as_parsed()
 
 TIMEOUT_SECONDS = 240
 

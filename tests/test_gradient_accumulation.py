@@ -20,7 +20,12 @@ import script_io
 
 estimator_lib.define_tpu_flags()
 estimator_lib.define_scale_flags()
-flags.FLAGS.mark_as_parsed()
+
+
+@pytest.fixture(autouse=True)
+def flags_parsed():
+  """Reads the flags' defaults; other test files may have left the flags unparsed."""
+  flags.FLAGS.mark_as_parsed()
 
 INIT_LR = 0.1
 NUM_UPDATES = 4

@@ -272,7 +272,11 @@ def _train(create_optimizer, num_steps, restore_from=None, save_to=None):
     train_op = create_optimizer(
         _build_tiny_problem(), INIT_LR, NUM_TRAIN_STEPS, NUM_WARMUP_STEPS, False)
     saver = tf.train.Saver()
-    with tf.Session() as session:
+    # The original advances the global step in a tf.group with no order against the
+    # learning-rate read: with several threads the read may see either value. One thread
+    # runs the ops in a fixed order.
+    config = tf.ConfigProto(inter_op_parallelism_threads=1, intra_op_parallelism_threads=1)
+    with tf.Session(config=config) as session:
       session.run(tf.global_variables_initializer())
       if restore_from:
         saver.restore(session, restore_from)
@@ -363,3 +367,54 @@ def test_two_mirrored_replicas_match_one_device(tmp_path):
                           timeout=120)
   assert result.returncode == 0, result.stderr[-3000:]
   assert "two replicas match one" in result.stdout
+
+
+# ------------------------------------------------------------------------------------------------
+# Dynamic loss scaling (--precision=fp16).
+
+def _loss_scaling_problem(loss_scaling):
+  """A loss whose gradient is the fed `gradient`; returns (train_op, gradient placeholder)."""
+  weights = tf.get_variable("w", [2], initializer=tf.constant_initializer(1.0),
+                            use_resource=True)
+  gradient = tf.placeholder(tf.float32, [])
+  loss = tf.reduce_sum(weights * gradient)
+  train_op = optimization.create_optimizer(loss, 0.1, 10, 0, False, loss_scaling=loss_scaling)
+  return train_op, gradient
+
+
+def test_loss_scaling_skips_updates_with_non_finite_gradients():
+  with tf.Graph().as_default():
+    train_op, gradient = _loss_scaling_problem(loss_scaling=True)
+    scale, = [var for var in tf.local_variables() if var.op.name == "loss_scale/scale"]
+    with tf.Session() as session:
+      session.run([tf.global_variables_initializer(), tf.local_variables_initializer()])
+      before = session.run(tf.global_variables())
+      for bad_gradient in (np.inf, np.nan):
+        session.run(train_op, {gradient: bad_gradient})
+      after = session.run(tf.global_variables())
+      # Weights, Adam slots and the global step are untouched; the scale halved twice.
+      for old, new in zip(before, after):
+        np.testing.assert_array_equal(old, new)
+      assert session.run(scale) == optimization.INITIAL_LOSS_SCALE / 4
+      session.run(train_op, {gradient: 1.0})
+      assert session.run(tf.train.get_global_step()) == 1
+      assert session.run(scale) == optimization.INITIAL_LOSS_SCALE / 4
+      scaled_weights = session.run(tf.trainable_variables()[0])
+    # Not in checkpoints: the scale and its counter are local variables.
+    assert not [var for var in tf.global_variables() if "loss_scale" in var.name]
+
+  with tf.Graph().as_default():
+    train_op, gradient = _loss_scaling_problem(loss_scaling=False)
+    with tf.Session() as session:
+      session.run(tf.global_variables_initializer())
+      session.run(train_op, {gradient: 1.0})
+      np.testing.assert_allclose(scaled_weights, session.run(tf.trainable_variables()[0]),
+                                 rtol=1e-6)
+
+
+def test_loss_scaling_refuses_gradient_accumulation():
+  with tf.Graph().as_default():
+    loss = tf.reduce_sum(tf.get_variable("w", [2], use_resource=True))
+    with pytest.raises(ValueError, match="loss scaling"):
+      optimization.create_optimizer(loss, 0.1, 10, 0, False, gradient_accumulation_steps=2,
+                                    loss_scaling=True)

@@ -467,7 +467,7 @@ def test_micro_batches_under_the_mirrored_strategy_on_the_cpu(tmp_path):
   # Without a GPU, mirrored trains on the CPU alone: one replica.
   assert ("Using MirroredStrategy with devices ('/job:localhost/replica:0/task:0/device:CPU:0',)"
           in result.stderr)
-  assert "name = input_ids, shape = (16, 32)" in result.stderr
+  assert "name = input_ids, shape = (16, None)" in result.stderr
   # 300 examples in batches of 32 make 9 updates, each of two micro-batches of 16.
   assert tf.train.latest_checkpoint(output_dir).endswith("model.ckpt-9")
   assert read_eval_results(output_dir)["global_step"] == 9
@@ -673,3 +673,84 @@ def test_bad_test_file_stops_the_run_before_training(rc, tmp_path):
     run_main_in_process(rc, _flags_with(tmp_path, data_dir=data_dir, do_train="true",
                                         do_predict="true"))
   assert not os.path.exists(str(tmp_path / "out" / "train.tf_record"))
+
+
+# ------------------------------------------------------------------------------------------------
+# Speed: --precision, --use_xla, --batch_by_length (batches are cut to their longest sequence).
+
+def test_length_sorted_batches_with_xla_match_the_original(tmp_path):
+  output_dir = str(tmp_path / "out")
+  run_classifier(PARITY_FLAGS + ["--output_dir=" + output_dir, "--batch_by_length=true",
+                                 "--use_xla=true"])
+
+  results = read_eval_results(output_dir)
+  # "loss" is the mean of the batches' mean losses, which depends on how batches are made.
+  for name in ("eval_accuracy", "eval_loss"):
+    assert abs(results[name] - REFERENCE_EVAL_RESULTS[name]) <= 1e-4, name
+  # Written back in input order.
+  np.testing.assert_allclose(
+      read_test_results(output_dir),
+      np.loadtxt(support.fixture_path("classifier", "reference_test_results.tsv")), atol=1e-4)
+
+
+def tiny_training_flags(output_dir):
+  """Flags that fine-tune the fixture model on MRPC for 3 steps of 16 examples."""
+  return ["--task_name=mrpc", "--data_dir=" + CLASSIFIER_DATA, "--output_dir=" + output_dir,
+          "--bert_config_file=" + MODEL_CONFIG, "--vocab_file=" + support.VOCAB_FILE,
+          "--do_train=true", "--max_seq_length=32", "--train_batch_size=16",
+          "--num_train_epochs=0.2", "--learning_rate=1e-3"]
+
+
+def checkpoint_dtypes(output_dir):
+  """Returns {variable name: dtype} of the latest checkpoint in `output_dir`."""
+  reader = tf.train.load_checkpoint(tf.train.latest_checkpoint(output_dir))
+  return reader.get_variable_to_dtype_map()
+
+
+def test_bfloat16_training_writes_the_float32_checkpoint_layout(tmp_path):
+  fp32_dir, bf16_dir = str(tmp_path / "fp32"), str(tmp_path / "bf16")
+  run_classifier(tiny_training_flags(fp32_dir))
+  run_classifier(tiny_training_flags(bf16_dir) + ["--precision=bf16", "--use_xla=true",
+                                                  "--batch_by_length=true"])
+
+  assert tf.train.latest_checkpoint(bf16_dir).endswith("model.ckpt-3")
+  dtypes = checkpoint_dtypes(bf16_dir)
+  assert dtypes == checkpoint_dtypes(fp32_dir)
+  assert {dtype for name, dtype in dtypes.items() if name != "global_step"} == {tf.float32}
+  # Evaluated in float32 from the bfloat16-trained checkpoint.
+  eval_dir = str(tmp_path / "eval")
+  run_classifier(PARITY_FLAGS[:3] + [
+      "--do_eval=true", "--output_dir=" + eval_dir, "--bert_config_file=" + MODEL_CONFIG,
+      "--vocab_file=" + support.VOCAB_FILE, "--max_seq_length=32",
+      "--init_checkpoint=" + tf.train.latest_checkpoint(bf16_dir)])
+  assert 0.0 <= read_eval_results(eval_dir)["eval_accuracy"] <= 1.0
+
+
+def test_float16_training_with_loss_scaling(rc, tmp_path, monkeypatch):
+  # No CPU has fast float16: claim support so that the float16 path runs.
+  monkeypatch.setattr(rc.modeling, "compute_type_support", lambda dtype: (True, "test"))
+  output_dir = str(tmp_path / "out")
+  run_main_in_process(rc, tiny_training_flags(output_dir) + ["--precision=fp16"])
+
+  assert tf.train.latest_checkpoint(output_dir).endswith("model.ckpt-3")
+  dtypes = checkpoint_dtypes(output_dir)
+  assert {dtype for name, dtype in dtypes.items() if name != "global_step"} == {tf.float32}
+  assert not [name for name in dtypes if "loss_scale" in name]
+
+
+def test_unsupported_precision_falls_back_to_float32_with_a_warning(rc, tmp_path, monkeypatch):
+  monkeypatch.setattr(rc.modeling, "compute_type_support",
+                      lambda dtype: (False, "CPU without AMX-BF16 or AVX512_BF16"))
+  warnings = []
+  monkeypatch.setattr(tf.logging, "warning", lambda message, *args: warnings.append(
+      message % args))
+  built_with = []
+  real_bert_model = rc.modeling.BertModel
+  monkeypatch.setattr(rc.modeling, "BertModel", lambda *args, **kwargs: built_with.append(
+      kwargs["compute_type"]) or real_bert_model(*args, **kwargs))
+  run_main_in_process(rc, tiny_training_flags(str(tmp_path / "out")) + ["--precision=bf16"])
+
+  assert built_with and set(built_with) == {tf.float32}
+  assert [w for w in warnings if "--precision=bf16" in w] == [
+      "--precision=bf16 needs hardware this machine lacks (CPU without AMX-BF16 or "
+      "AVX512_BF16): running in float32"]

@@ -282,7 +282,7 @@ def test_gradient_accumulation_counts_updates(tiny_model, tmp_path):
       "--save_checkpoints_steps=3",
   ])
   # Batches of 16 are fed as micro-batches of 8; every other run of the train op updates.
-  assert "name = input_ids, shape = (8, %d)" % TINY_SEQ_LENGTH in result.stderr
+  assert "name = input_ids, shape = (8, None)" in result.stderr
   assert "global step (tf.train.get_global_step) has not been increased" in result.stderr
   assert tf.train.latest_checkpoint(output_dir).endswith("model.ckpt-3")
   assert latest_global_step(output_dir) == 3
@@ -322,10 +322,10 @@ def test_mirrored_trains_on_two_devices_and_evaluates_on_one(tiny_model, tmp_pat
   assert ("Using MirroredStrategy with devices ('/job:localhost/replica:0/task:0/device:CPU:0', "
           "'/job:localhost/replica:0/task:0/device:CPU:1')") in result.stderr
   # Each of the two replicas builds the model on its half of a micro-batch: 16 / 2 / 2.
-  assert result.stderr.count("name = input_ids, shape = (4, %d)" % TINY_SEQ_LENGTH) == 2
+  assert result.stderr.count("name = input_ids, shape = (4, None)") == 2
   assert latest_global_step(output_dir) == 3
   # Evaluation runs on one device, in whole eval batches.
-  assert "name = input_ids, shape = (16, %d)" % TINY_SEQ_LENGTH in result.stderr
+  assert "name = input_ids, shape = (16, None)" in result.stderr
   assert read_eval_results(output_dir)["global_step"] == 3
 
 

@@ -518,6 +518,7 @@ def expect_main_error(run_squad, tmp_path, fragments, **overrides):
      ["--train_batch_size=32 cannot be split into --gradient_accumulation_steps=5"]),
     ({"distribution_strategy": "multi_worker_mirrored", "export_dir": "/tmp/unused"},
      ["multi_worker_mirrored only trains: leave out --do_predict and --export_dir"]),
+    ({"batch_by_length": True}, ["--batch_by_length: run_squad.py keeps every window padded"]),
 ])
 def test_bad_flags(run_squad, tmp_path, overrides, fragments):
   expect_main_error(run_squad, tmp_path, fragments, **overrides)
