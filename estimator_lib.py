@@ -126,12 +126,39 @@ def compute_type_from_flags():
 CPU_XLA_FLAGS = "--tf_xla_cpu_global_jit --tf_xla_ops_to_cluster=FUSIBLE"
 
 
+def configure_xla():
+  """With --use_xla on a machine without a GPU, sets TF_XLA_FLAGS to CPU_XLA_FLAGS.
+
+  TensorFlow reads TF_XLA_FLAGS once, when it first looks for devices (and without
+  --tf_xla_cpu_global_jit, XLA compiles nothing on CPU), which absl's start-up already does:
+  the scripts pass this to `script_io.run_main` as `before_start`. Flags the user set are left
+  alone. Whether there is a GPU is judged
+  from the NVIDIA driver, as TensorFlow cannot be asked yet.
+  """
+  if not _flag_value("use_xla", False) or "TF_XLA_FLAGS" in os.environ:
+    return
+  if not _nvidia_gpu_visible():
+    os.environ["TF_XLA_FLAGS"] = CPU_XLA_FLAGS
+
+
+def _nvidia_gpu_visible():
+  """Whether the NVIDIA driver shows a GPU that CUDA_VISIBLE_DEVICES leaves visible."""
+  if os.environ.get("CUDA_VISIBLE_DEVICES", "0").strip() in ("", "-1"):
+    return False
+  gpus_dir = "/proc/driver/nvidia/gpus"
+  return (os.path.isdir(gpus_dir) and bool(os.listdir(gpus_dir))) or os.path.exists("/dev/dxg")
+
+
 def _speed_session_config(session_config):
   """Sets XLA on `session_config` (a tf.ConfigProto or None) if --use_xla; returns it."""
   if not _flag_value("use_xla", False):
     return session_config
-  if not tf.config.list_physical_devices("GPU") and "TF_XLA_FLAGS" not in os.environ:
-    os.environ["TF_XLA_FLAGS"] = CPU_XLA_FLAGS
+  if (not tf.config.list_physical_devices("GPU") and
+      "--tf_xla_cpu_global_jit" not in os.environ.get("TF_XLA_FLAGS", "")):
+    tf.logging.warning(
+        "--use_xla: XLA compiles nothing on a machine without GPU unless TF_XLA_FLAGS has "
+        "--tf_xla_cpu_global_jit when TensorFlow starts (e.g. TF_XLA_FLAGS=\"%s\")",
+        CPU_XLA_FLAGS)
   session_config = session_config or tf.ConfigProto(allow_soft_placement=True)
   session_config.graph_options.optimizer_options.global_jit_level = (
       tf.OptimizerOptions.ON_1)

@@ -328,4 +328,4 @@ if __name__ == "__main__":
   flags.mark_flag_as_required("bert_config_file")
   flags.mark_flag_as_required("init_checkpoint")
   flags.mark_flag_as_required("output_file")
-  script_io.run_main(main)
+  script_io.run_main(main, before_start=estimator_lib.configure_xla)

@@ -412,4 +412,4 @@ if __name__ == "__main__":
   flags.mark_flag_as_required("input_file")
   flags.mark_flag_as_required("bert_config_file")
   flags.mark_flag_as_required("output_dir")
-  script_io.run_main(main)
+  script_io.run_main(main, before_start=estimator_lib.configure_xla)

@@ -15,6 +15,7 @@ import contextlib
 import sys
 
 from absl import app
+from absl import flags
 import tensorflow.compat.v1 as tf
 import tokenization
 
@@ -26,8 +27,22 @@ class InputError(ValueError):
   """
 
 
-def run_main(main):
-  """Runs `main` with absl's `app.run`; an `InputError` ends the program with one line."""
+def run_main(main, before_start=None):
+  """Runs `main` with absl's `app.run`; an `InputError` ends the program with one line.
+
+  Args:
+    main: the script's main(argv).
+    before_start: optional function to call with the flags parsed but before TensorFlow looks
+      for its devices, which happens in `app.run` ahead of `main` (TensorFlow registers a
+      start-up callback with absl): environment variables TensorFlow reads once go here.
+  """
+  if before_start is not None:
+    try:
+      flags.FLAGS(sys.argv, known_only=True)
+    except flags.Error:
+      pass  # app.run reports bad flags itself.
+    else:
+      before_start()
 
   def main_reporting_input_errors(argv):
     # TensorFlow's logger has its own handler and would also pass each record on to the one
