@@ -33,15 +33,17 @@ def real_model_dir():
   return os.path.join(list(spec.submodule_search_locations)[0], "model")
 
 
-def run_script(script, args, cwd=None, timeout=600):
+def run_script(script, args, cwd=None, timeout=600, env_overrides=None):
   """Runs `python script.py args...` as a user would; returns the CompletedProcess.
 
   Args:
     script: name of a top-level script without `.py`, e.g. "run_classifier".
     args: list of command-line arguments, e.g. ["--do_train=true"].
+    env_overrides: dict of environment variables to set for this run.
   """
   env = dict(os.environ, PYTHONPATH=REPO_DIR, TF_CPP_MIN_LOG_LEVEL="2",
              CUDA_VISIBLE_DEVICES="")
+  env.update(env_overrides or {})
   return subprocess.run(
       [sys.executable, os.path.join(REPO_DIR, script + ".py")] + list(args),
       cwd=cwd or REPO_DIR, env=env, capture_output=True, text=True, timeout=timeout)
