@@ -16,6 +16,7 @@ import re
 from absl import flags
 import estimator_lib
 import modeling
+import numpy as np
 import script_io
 import tensorflow.compat.v1 as tf
 import tokenization
@@ -262,15 +263,100 @@ def parse_layer_indexes(layers, num_hidden_layers):
   return layer_indexes
 
 
-def _feature_json(feature, result, layer_indexes):
-  """The output line of one example: every token with its rounded values in every layer."""
-  layer_outputs = [result["layer_output_%d" % j] for j in range(len(layer_indexes))]
-  all_features = []
+# The output values: json.dumps of round(x, 6) for float32 activations x, written here for whole
+# matrices at once from integers. Why the characters are the same: x * 1e6 is exact in float64 (a
+# 24-bit significand times 1e6 = 15625 * 2**6 needs at most 38 bits), so np.rint of it is the
+# correctly rounded, ties-to-even k that round(x, 6) finds, and round returns the double nearest
+# k / 1e6. Below 1000 that decimal has at most 9 significant digits, and doubles tell apart all
+# decimals of up to 15, so its repr is the decimal itself without trailing zeros, positional
+# from 1e-4 up; below 1e-4 repr writes an exponent (9.9e-05), taken from a table.
+_SCALE = 10**6
+
+# A value's characters in a record, NUL where its text has none: the sign, up to 3 whole digits,
+# the point, the first and last 3 decimals, ", ". "number" overlaps whole to low, for the texts
+# below 1e-4. Rows with a value of 1000 or more in magnitude, NaN or infinity go value by value.
+_VALUE_RECORD = np.dtype({
+    "names": ["sign", "whole", "point", "high", "low", "separator", "number"],
+    "formats": ["S1", "S3", "S1", "S3", "S3", "S2", "S10"],
+    "offsets": [0, 1, 4, 5, 8, 11, 1]})
+_RECORD_LIMIT = 1000 * _SCALE
+_WHOLE_TEXTS = np.array([b"%d" % i for i in range(1000)], "S3")
+# The first 3 decimals: all of them, or at index + 1000 when no nonzero decimal follows, without
+# their trailing zeros but one ("3.0", "3.5").
+_HIGH_TEXTS = np.array([b"%03d" % i for i in range(1000)] +
+                       [(b"%03d" % i).rstrip(b"0") or b"0" for i in range(1000)], "S3")
+_LOW_TEXTS = np.array([(b"%03d" % i).rstrip(b"0") for i in range(1000)], "S3")
+# json.dumps(k / 1e6) for |k| < 100, without the sign: "0.0", "1e-06" .. "9.9e-05".
+_SMALL_LIMIT = 100
+_SMALL_TEXTS = np.array([json.dumps(k / _SCALE).encode("ascii") for k in range(_SMALL_LIMIT)],
+                        "S10")
+
+
+def _python_value_text(row):
+  """Writes a float row [hidden_size] as json.dumps writes its values rounded to 6 decimals."""
+  return ", ".join(json.dumps(round(x, 6)) for x in row.tolist())
+
+
+def rounded_value_texts(values):
+  """Writes each row of `values` as json.dumps writes the row's values rounded to 6 decimals.
+
+  Args:
+    values: float32 array [num_tokens, hidden_size]. float16 is widened to float32 (exactly);
+      float64 raises TypeError, as the characters are exact for float32 values only.
+
+  Returns:
+    A list of num_tokens strings, the i-th
+    `", ".join(json.dumps(round(x, 6)) for x in values[i].tolist())`.
+  """
+  values = values.astype(np.float32, casting="safe", copy=False)
+  scaled = np.rint(values.astype(np.float64) * _SCALE)
+  magnitude = np.abs(scaled)
+  fits = np.all(magnitude < _RECORD_LIMIT, axis=1)  # False for NaN and infinity
+  whole, fraction = np.divmod(np.where(fits[:, None], magnitude, 0).astype(np.int32), _SCALE)
+  high, low = np.divmod(fraction, 1000)
+
+  records = np.zeros(values.shape, _VALUE_RECORD)
+  records["sign"][np.signbit(scaled)] = b"-"  # -0.0 too, as round(x, 6) of a tiny negative x
+  records["whole"] = _WHOLE_TEXTS[whole]
+  records["point"] = b"."
+  records["high"] = _HIGH_TEXTS[high + 1000 * (low == 0)]
+  records["low"] = _LOW_TEXTS[low]
+  records["separator"] = b", "
+  small = magnitude < _SMALL_LIMIT
+  records["number"][small] = _SMALL_TEXTS[magnitude[small].astype(np.int32)]
+  records["separator"][:, -1] = b"\n"
+
+  chars = records.view(np.uint8)
+  texts = chars[chars != 0].tobytes().decode("ascii").split("\n")[:-1]
+  for row in np.flatnonzero(~fits):
+    texts[row] = _python_value_text(values[row])
+  return texts
+
+
+def feature_line(feature, result, layer_indexes):
+  """The output line of one example, without its newline.
+
+  Args:
+    feature: the example's `InputFeatures`.
+    result: its predictions; "layer_output_j" is float32 [seq_length, hidden_size], for the j-th
+      entry of `layer_indexes`.
+    layer_indexes: the --layers ints.
+
+  Returns:
+    The characters json.dumps writes for {"linex_index": unique_id, "features": [{"token": token,
+    "layers": [{"index": layer_index, "values": [round(x, 6), ...]}, ...]}, ...]}, the original's
+    line: every token with its values in every layer.
+  """
+  num_tokens = len(feature.tokens)
+  layer_texts = [
+      rounded_value_texts(result["layer_output_%d" % j][:num_tokens])
+      for j in range(len(layer_indexes))]
+  token_texts = []
   for i, token in enumerate(feature.tokens):
-    all_layers = [{"index": layer_index, "values": [round(x, 6) for x in layer_output[i].tolist()]}
-                  for layer_index, layer_output in zip(layer_indexes, layer_outputs)]
-    all_features.append({"token": token, "layers": all_layers})
-  return {"linex_index": feature.unique_id, "features": all_features}
+    layers = ", ".join('{"index": %d, "values": [%s]}' % (layer_index, texts[i])
+                       for layer_index, texts in zip(layer_indexes, layer_texts))
+    token_texts.append('{"token": %s, "layers": [%s]}' % (json.dumps(token), layers))
+  return '{"linex_index": %d, "features": [%s]}' % (feature.unique_id, ", ".join(token_texts))
 
 
 def main(_):
@@ -316,7 +402,7 @@ def main(_):
         estimator_lib.restore_input_order(
             estimator.predict(input_fn, yield_single_examples=True)), 1):
       feature = unique_id_to_feature[int(result["unique_id"])]
-      writer.write(json.dumps(_feature_json(feature, result, layer_indexes)) + "\n")
+      writer.write(feature_line(feature, result, layer_indexes) + "\n")
       if num_written % 1000 == 0:
         tf.logging.info("Wrote %d of %d lines", num_written, len(features))
   tf.logging.info("Wrote %d lines to %s", len(features), FLAGS.output_file)

@@ -55,6 +55,10 @@ def test_matches_the_original_output(tmp_path, speed_flags):
       "--batch_size=8"] + fixture_flags() + speed_flags)
   assert result.returncode == 0, result.stderr
   assert not os.path.exists(output_file + ".incomplete")
+  with open(output_file) as reader:
+    lines = reader.read().splitlines()
+  # Byte for byte what json.dumps writes for the line's contents, as the original's lines are.
+  assert [json.dumps(json.loads(line)) for line in lines] == lines
 
   actual = read_jsonl(output_file)
   expected = read_jsonl(os.path.join(FIXTURE_DIR, "reference.jsonl"))
@@ -72,6 +76,64 @@ def test_matches_the_original_output(tmp_path, speed_flags):
   values = actual[0]["features"][0]["layers"][0]["values"]
   assert len(values) == 64
   assert all(round(v, 6) == v for v in values)
+
+
+def json_value_texts(values):
+  """The original's values: json.dumps of round(x, 6) for every x, a row of `values` a string."""
+  return [", ".join(json.dumps(round(x, 6)) for x in row.astype(np.float64).tolist())
+          for row in values]
+
+
+def test_rounded_value_texts_are_json_of_round(extract_features):
+  rng = np.random.RandomState(0)
+  # Magnitudes from 1e-8 to 1e3, then rows where a few reach 1e4 (written value by value).
+  random_values = (rng.uniform(-1, 1, (20, 16, 64)) *
+                   10**rng.uniform(-8, [[[3]]] * 19 + [[[4]]], (20, 16, 64)))
+  # Exact ties, x * 1e6 = k + 0.5: the odd multiples of 1/128 below 1000.
+  ties = np.arange(1, 128000, 2) / 128
+  # k / 1e6 and its float32 neighbours around the switch to exponent form at 1e-4.
+  boundary = np.arange(-200, 201) / 1e6
+  special = np.array([
+      0.0, -0.0, -1e-7, -4.9e-7, 5e-7, -5e-7, 1.5e-6, 2.5e-6, 2**-21, 9.9995e-5, -9.9995e-5,
+      9.95e-5, 9.9949e-5, 1e-4, -1e-4, 1e-8, 0.001, 0.1, 0.5, 1.0, 3.0, -7.25, 10.0, 100.0,
+      123.456789, 1.0000005, 999.9999, -999.99994])
+  outside = [np.nan, np.inf, -np.inf, 1000.0, -1000.0, 1e4, 3e38]
+  matrices = list(random_values) + [
+      np.concatenate([ties, -ties]).reshape(-1, 64),
+      np.stack([boundary, np.nextafter(boundary.astype(np.float32), np.float32(1)),
+                np.nextafter(boundary.astype(np.float32), np.float32(-1))]),
+      special.reshape(1, -1),
+      # One value outside the records in a row of others, and a row of others alone.
+      np.where(np.eye(len(outside) + 1, 8) > 0, np.array([outside + [-1.5]]).T, 0.25),
+  ]
+  for values in matrices:
+    values = values.astype(np.float32)
+    assert extract_features.rounded_value_texts(values) == json_value_texts(values)
+
+
+def test_rounded_value_texts_refuse_float64(extract_features):
+  with pytest.raises(TypeError):
+    extract_features.rounded_value_texts(np.zeros([2, 4], np.float64))
+
+
+def test_feature_line_is_json_of_the_original_structure(extract_features):
+  tokens = ["[CLS]", 'say "hi"', "back\\slash", "café", "東", "tab\there", "[SEP]"]
+  feature = extract_features.InputFeatures(
+      unique_id=12, tokens=tokens, input_ids=None, input_mask=None, input_type_ids=None)
+  rng = np.random.RandomState(1)
+  result = {"unique_id": 12,
+            "layer_output_0": rng.randn(9, 16).astype(np.float32),
+            "layer_output_1": (rng.randn(9, 16) * 300).astype(np.float32)}
+  result["layer_output_1"][2, 3] = 4096.5  # a row written value by value
+  result["layer_output_0"][4, 0] = np.nan
+  layer_indexes = [-1, 0]
+  original = {"linex_index": 12, "features": [
+      {"token": token, "layers": [
+          {"index": layer_index,
+           "values": [round(x, 6) for x in result["layer_output_%d" % j][i].tolist()]}
+          for j, layer_index in enumerate(layer_indexes)]}
+      for i, token in enumerate(tokens)]}
+  assert extract_features.feature_line(feature, result, layer_indexes) == json.dumps(original)
 
 
 def test_read_examples_splits_pairs_at_the_last_separator(extract_features, tmp_path):
