@@ -543,12 +543,12 @@ def batch_features(dataset, batch_size, is_training, drop_remainder, trim_paddin
   if not trim_padding:
     return dataset.batch(batch_size, drop_remainder=drop_remainder)
   if _flag_value("batch_by_length", False):
+    multiple = length_multiple(dataset.element_spec["input_mask"].shape[0])
     if is_training:
-      return bucket_by_length(dataset, batch_size, LENGTH_MULTIPLE, drop_remainder,
-                              sequence_features)
+      return bucket_by_length(dataset, batch_size, multiple, drop_remainder, sequence_features)
     dataset = dataset.enumerate().map(
         lambda index, features: dict(features, example_index=index))
-    return batch_sorted_by_length(dataset, batch_size, SORT_WINDOW_BATCHES, LENGTH_MULTIPLE,
+    return batch_sorted_by_length(dataset, batch_size, SORT_WINDOW_BATCHES, multiple,
                                   sequence_features)
   dataset = dataset.batch(batch_size, drop_remainder=drop_remainder)
   return dataset.map(
@@ -581,10 +581,17 @@ def restore_input_order(predictions):
 # The features of one value per sequence position that the scripts write.
 SEQUENCE_FEATURES = ("input_ids", "input_mask", "segment_ids")
 
-# --batch_by_length: bucket width / length rounding (few shapes for XLA to compile), and the
-# batches sorted together in evaluation and prediction.
-LENGTH_MULTIPLE = 16
+# --batch_by_length: the batches sorted together in evaluation and prediction.
 SORT_WINDOW_BATCHES = 32
+
+
+def length_multiple(seq_length):
+  """--batch_by_length's bucket width and length rounding for examples of `seq_length`.
+
+  8 positions, or seq_length / 16 for longer sequences: at most 16 batch shapes (XLA compiles
+  each once) while a batch computes on average only a few positions of padding.
+  """
+  return max(8, seq_length // 16)
 
 
 def trim_to_longest_sequence(features, length_multiple=1, sequence_features=SEQUENCE_FEATURES):

@@ -115,6 +115,12 @@ def test_bucket_by_length_groups_similar_lengths_and_keeps_every_example():
   assert sorted(len(batch["label_ids"]) for batch in batches) == [1, 1, 2, 2, 2, 2, 2]
 
 
+@pytest.mark.parametrize("seq_length, expected", [(32, 8), (128, 8), (256, 16), (512, 32)])
+def test_length_multiple_keeps_at_most_16_shapes(seq_length, expected):
+  assert estimator_lib.length_multiple(seq_length) == expected
+  assert seq_length // estimator_lib.length_multiple(seq_length) <= 16
+
+
 def test_batch_sorted_by_length_sorts_within_windows_only():
   lengths = [9, 2, 16, 4, 3, 12, 1, 7, 5, 16]
   features = padded_examples(lengths)

@@ -210,6 +210,17 @@ def test_training_dropout_runs_in_half_precision(compute_type):
   assert np.all(np.isfinite(first)) and not np.allclose(first, second)
 
 
+@pytest.mark.parametrize("compute_type", HALF_TYPES)
+def test_dropout_of_a_half_precision_tensor_keeps_its_type_and_rate(compute_type):
+  with tf.Graph().as_default():
+    dropped = modeling.dropout(tf.ones([200, 200], compute_type), 0.3)
+    assert dropped.dtype == compute_type
+    with tf.Session() as session:
+      values = session.run(tf.cast(dropped, tf.float32))
+  assert 0.27 < np.mean(values == 0.0) < 0.33
+  np.testing.assert_allclose(values[values != 0.0], 1 / 0.7, rtol=1e-2)
+
+
 def test_checkpoint_written_by_a_bfloat16_graph_loads_into_a_float32_graph(tmp_path):
   inputs = random_inputs(seed=13)
   with tf.Graph().as_default():
