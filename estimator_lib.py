@@ -96,7 +96,7 @@ def define_speed_flags():
   flags.DEFINE_bool(
       "use_xla", False,
       "Compile the graph with XLA (global_jit_level ON_1; on CPU only the element-wise work, "
-      "unless TF_XLA_FLAGS is set).")
+      "unless TF_XLA_FLAGS is set). It pays in training; on CPU, predict without it.")
   flags.DEFINE_bool(
       "batch_by_length", False,
       "Off TPU: train on batches of examples of similar length, and evaluate and predict in "
