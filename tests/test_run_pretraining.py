@@ -121,67 +121,54 @@ def tiny_model_flags(tiny_model, output_dir):
   ]
 
 
-def test_eval_matches_reference(tmp_path):
-  run_pretraining([
+def fixture_eval_flags(output_dir, max_eval_steps=5):
+  """Flags that evaluate the fixture checkpoint on the fixture's reference TFRecords."""
+  return [
       "--bert_config_file=" + MODEL_CONFIG,
       "--init_checkpoint=" + MODEL_CHECKPOINT,
       "--input_file=" + REFERENCE_RECORDS,
-      "--output_dir=" + str(tmp_path),
+      "--output_dir=" + output_dir,
       "--do_eval=true",
       "--eval_batch_size=8",
       "--max_seq_length=128",
       "--max_predictions_per_seq=20",
-      "--max_eval_steps=5",
-  ])
-  results = read_eval_results(str(tmp_path))
+      "--max_eval_steps=%d" % max_eval_steps,
+  ]
+
+
+def assert_eval_results_match_reference(output_dir):
+  results = read_eval_results(output_dir)
   expected = read_eval_results_file(
       support.fixture_path("pretraining_data", "reference_eval_results.txt"))
-  assert sorted(results) == [
-      "global_step", "loss", "masked_lm_accuracy", "masked_lm_loss",
-      "next_sentence_accuracy", "next_sentence_loss"
-  ]
   assert sorted(results) == sorted(expected)
   for name in expected:
     assert results[name] == pytest.approx(expected[name], abs=1e-4), name
 
 
+def test_eval_matches_reference(tmp_path):
+  run_pretraining(fixture_eval_flags(str(tmp_path)))
+  assert sorted(read_eval_results(str(tmp_path))) == [
+      "global_step", "loss", "masked_lm_accuracy", "masked_lm_loss",
+      "next_sentence_accuracy", "next_sentence_loss"
+  ]
+  assert_eval_results_match_reference(str(tmp_path))
+
+
 def test_use_xla_compiles_on_cpu_and_keeps_the_results(tmp_path):
   """XLA needs TF_XLA_FLAGS set before absl's start-up lists the devices: it must compile."""
-  result = support.run_script("run_pretraining", [
-      "--bert_config_file=" + MODEL_CONFIG,
-      "--init_checkpoint=" + MODEL_CHECKPOINT,
-      "--input_file=" + REFERENCE_RECORDS,
-      "--output_dir=" + str(tmp_path),
-      "--do_eval=true",
-      "--eval_batch_size=8",
-      "--max_seq_length=128",
-      "--max_predictions_per_seq=20",
-      "--max_eval_steps=5",
-      "--use_xla=true",
-  ], env_overrides=dict(TF_CPP_MIN_LOG_LEVEL="0"))
+  result = support.run_script(
+      "run_pretraining", fixture_eval_flags(str(tmp_path)) + ["--use_xla=true"],
+      env_overrides=dict(TF_CPP_MIN_LOG_LEVEL="0"))
   assert result.returncode == 0, result.stderr[-3000:]
   assert "Compiled cluster using XLA" in result.stderr
   assert "XLA compiles nothing" not in result.stderr
-  results = read_eval_results(str(tmp_path))
-  expected = read_eval_results_file(
-      support.fixture_path("pretraining_data", "reference_eval_results.txt"))
-  for name in expected:
-    assert results[name] == pytest.approx(expected[name], abs=1e-4), name
+  assert_eval_results_match_reference(str(tmp_path))
 
 
 def test_use_xla_warns_when_tf_xla_flags_leave_the_cpu_out(tmp_path):
-  result = support.run_script("run_pretraining", [
-      "--bert_config_file=" + MODEL_CONFIG,
-      "--init_checkpoint=" + MODEL_CHECKPOINT,
-      "--input_file=" + REFERENCE_RECORDS,
-      "--output_dir=" + str(tmp_path),
-      "--do_eval=true",
-      "--eval_batch_size=8",
-      "--max_seq_length=128",
-      "--max_predictions_per_seq=20",
-      "--max_eval_steps=1",
-      "--use_xla=true",
-  ], env_overrides=dict(TF_XLA_FLAGS="--tf_xla_min_cluster_size=4"))
+  result = support.run_script(
+      "run_pretraining", fixture_eval_flags(str(tmp_path), max_eval_steps=1) + ["--use_xla=true"],
+      env_overrides=dict(TF_XLA_FLAGS="--tf_xla_min_cluster_size=4"))
   assert result.returncode == 0, result.stderr[-3000:]
   assert "XLA compiles nothing on a machine without GPU" in result.stderr
 
