@@ -314,6 +314,7 @@ def test_training_resumes_across_implementations(tmp_path, first, second):
 
 
 MIRRORED_SCRIPT = textwrap.dedent("""
+    import sys
     import numpy as np
     import tensorflow as tf2
     cpu = tf2.config.list_physical_devices("CPU")[0]
@@ -328,7 +329,8 @@ MIRRORED_SCRIPT = textwrap.dedent("""
       bias = tf.get_variable("dense/bias", [2], initializer=tf.constant_initializer(0.1))
       loss = tf.reduce_mean(tf.square(tf.matmul(examples, kernel) + bias)) * loss_scale
       optimizer = optimization.AdamWeightDecayOptimizer(
-          0.1, weight_decay_rate=0.01, exclude_from_weight_decay=["bias"])
+          0.1, weight_decay_rate=0.01, exclude_from_weight_decay=["bias"],
+          fused=sys.argv[1] == "fused")
       return optimizer.minimize(loss, global_step=global_step)
 
     def replica_step():
@@ -361,13 +363,14 @@ MIRRORED_SCRIPT = textwrap.dedent("""
 """)
 
 
-def test_two_mirrored_replicas_match_one_device(tmp_path):
+@pytest.mark.parametrize("update", ["original", "fused"])
+def test_two_mirrored_replicas_match_one_device(tmp_path, update):
   """The base class's apply_gradients sums the replicas' gradients and steps once."""
   script = tmp_path / "mirrored.py"
   script.write_text(MIRRORED_SCRIPT)
   env = dict(os.environ, PYTHONPATH=support.REPO_DIR, TF_CPP_MIN_LOG_LEVEL="2")
-  result = subprocess.run([sys.executable, str(script)], env=env, capture_output=True, text=True,
-                          timeout=120)
+  result = subprocess.run([sys.executable, str(script), update], env=env, capture_output=True,
+                          text=True, timeout=120)
   assert result.returncode == 0, result.stderr[-3000:]
   assert "two replicas match one" in result.stdout
 
