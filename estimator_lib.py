@@ -121,6 +121,16 @@ def compute_type_from_flags():
   return compute_type
 
 
+def mixed_precision_optimizer_options(compute_type):
+  """`optimization.create_optimizer` keyword arguments for a model computing in `compute_type`.
+
+  float16 needs dynamic loss scaling; in either half precision the fused, in-place Adam update
+  is used, its rounding differences being far below those of the model's. float32 keeps the
+  original's update.
+  """
+  return dict(loss_scaling=compute_type == tf.float16, fused=compute_type != tf.float32)
+
+
 # TF_XLA_FLAGS for --use_xla on CPU: XLA fuses the element-wise work and leaves the matrix
 # multiplications to oneDNN, whose bfloat16 kernels use AMX (XLA's own CPU ones do not).
 CPU_XLA_FLAGS = "--tf_xla_cpu_global_jit --tf_xla_ops_to_cluster=FUSIBLE"

@@ -617,8 +617,7 @@ def model_fn_builder(bert_config, init_checkpoint, learning_rate, num_train_step
       train_op = optimization.create_optimizer(
           total_loss, learning_rate, num_train_steps, num_warmup_steps, use_tpu,
           gradient_accumulation_steps=gradient_accumulation_steps,
-          loss_scaling=compute_type == tf.float16,
-          fused=compute_type != tf.float32)
+          **estimator_lib.mixed_precision_optimizer_options(compute_type))
       return tf.estimator.tpu.TPUEstimatorSpec(
           mode=mode, loss=total_loss, train_op=train_op, scaffold_fn=scaffold_fn)
     if mode == tf.estimator.ModeKeys.PREDICT:

@@ -145,3 +145,12 @@ def test_restore_input_order():
   # Predictions without an index pass through as they come.
   assert list(estimator_lib.restore_input_order([{"value": 2}, {"value": 1}])) == [
       {"value": 2}, {"value": 1}]
+
+
+@pytest.mark.parametrize("compute_type, expected", [
+    (tf.float32, dict(loss_scaling=False, fused=False)),
+    (tf.bfloat16, dict(loss_scaling=False, fused=True)),
+    (tf.float16, dict(loss_scaling=True, fused=True)),
+])
+def test_mixed_precision_optimizer_options(compute_type, expected):
+  assert estimator_lib.mixed_precision_optimizer_options(compute_type) == expected
