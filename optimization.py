@@ -481,8 +481,11 @@ class AdamWeightDecayOptimizer(tf.train.Optimizer):
     """The update of `_apply_dense` by the in-place kernels; returns the op."""
     decay = []
     if self._do_use_weight_decay(self._get_variable_name(var.name)):
-      decay.append(var.assign_sub(self._learning_rate_tensor * self.weight_decay_rate * var,
-                                  read_value=False))
+      # After the gradient, which needs every gradient (clipping): the forward and backward
+      # passes may read the variable's own buffer, which an earlier decay would change.
+      with tf.control_dependencies([grad]):
+        decay.append(var.assign_sub(self._learning_rate_tensor * self.weight_decay_rate * var,
+                                    read_value=False))
     # With both "powers" 0, ApplyAdam's bias-corrected rate is the learning rate itself.
     arguments = dict(beta1_power=0.0, beta2_power=0.0, lr=self._learning_rate_tensor,
                      beta1=self.beta_1, beta2=self.beta_2, epsilon=self.epsilon, grad=grad)
