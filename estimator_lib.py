@@ -142,8 +142,8 @@ def configure_xla():
   TensorFlow reads TF_XLA_FLAGS once, when it first looks for devices (and without
   --tf_xla_cpu_global_jit, XLA compiles nothing on CPU), which absl's start-up already does:
   the scripts pass this to `script_io.run_main` as `before_start`. Flags the user set are left
-  alone. Whether there is a GPU is judged
-  from the NVIDIA driver, as TensorFlow cannot be asked yet.
+  alone. Whether there is a GPU is judged from the NVIDIA driver, as TensorFlow cannot be asked
+  yet.
   """
   if not _flag_value("use_xla", False) or "TF_XLA_FLAGS" in os.environ:
     return
