@@ -8,8 +8,7 @@ import pytest
 import tensorflow.compat.v1 as tf
 
 import modeling
-from support import fixture_path
-from test_modeling import (FIXTURE_CHECKPOINT, FIXTURE_CONFIG, model_outputs, random_inputs,
+from test_modeling import (FIXTURE_CONFIG, fixture_model_outputs, model_outputs, random_inputs,
                            run_from_checkpoint, tiny_config)
 
 HALF_TYPES = [tf.bfloat16, tf.float16]
@@ -18,12 +17,6 @@ HALF_TYPES = [tf.bfloat16, tf.float16]
 # 11; the fixture's activations are of order 1.
 TOLERANCES = {tf.bfloat16: dict(sequence=0.08, pooled=0.01),
               tf.float16: dict(sequence=0.02, pooled=0.004)}
-
-
-@pytest.fixture(scope="module")
-def reference():
-  with np.load(fixture_path("modeling", "outputs.npz")) as outputs:
-    return dict(outputs)
 
 
 # ---------------------------------------------------------------- precision names and hardware
@@ -130,15 +123,7 @@ def test_float32_graph_has_no_half_precision_tensors():
 
 @pytest.mark.parametrize("compute_type", HALF_TYPES)
 def test_outputs_are_close_to_the_float32_reference(reference, compute_type):
-  with tf.Graph().as_default():
-    config = modeling.BertConfig.from_json_file(FIXTURE_CONFIG)
-    model = modeling.BertModel(
-        config, is_training=False,
-        input_ids=tf.constant(reference["input_ids"]),
-        input_mask=tf.constant(reference["input_mask"]),
-        token_type_ids=tf.constant(reference["token_type_ids"]),
-        compute_type=compute_type)
-    outputs = run_from_checkpoint(model, FIXTURE_CHECKPOINT, model_outputs(model))
+  outputs = fixture_model_outputs(reference, compute_type=compute_type)
 
   # The embeddings are computed in float32: exact.
   np.testing.assert_allclose(outputs["embedding_output"], reference["embedding_output"],

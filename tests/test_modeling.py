@@ -17,12 +17,6 @@ FIXTURE_CONFIG = fixture_path("modeling", "bert_config.json")
 FIXTURE_CHECKPOINT = fixture_path("modeling", "bert_model.ckpt")
 
 
-@pytest.fixture(scope="module")
-def reference():
-  with np.load(fixture_path("modeling", "outputs.npz")) as outputs:
-    return dict(outputs)
-
-
 def tiny_config(**overrides):
   fields = dict(vocab_size=50, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
                 intermediate_size=37, type_vocab_size=3, max_position_embeddings=16)
@@ -56,6 +50,19 @@ def run_from_checkpoint(model, checkpoint, fetches, feed_dict=None):
   with tf.Session() as session:
     session.run(tf.global_variables_initializer())
     return session.run(fetches, feed_dict)
+
+
+def fixture_model_outputs(reference, **model_options):
+  """Runs the fixture checkpoint's model on the reference inputs; returns `model_outputs`."""
+  with tf.Graph().as_default():
+    config = modeling.BertConfig.from_json_file(FIXTURE_CONFIG)
+    model = modeling.BertModel(
+        config, is_training=False,
+        input_ids=tf.constant(reference["input_ids"]),
+        input_mask=tf.constant(reference["input_mask"]),
+        token_type_ids=tf.constant(reference["token_type_ids"]),
+        **model_options)
+    return run_from_checkpoint(model, FIXTURE_CHECKPOINT, model_outputs(model))
 
 
 # ---------------------------------------------------------------- BertConfig
@@ -133,15 +140,7 @@ def test_variable_names_shapes_and_order_are_the_originals(reference):
 
 @pytest.mark.parametrize("use_one_hot_embeddings", [False, True])
 def test_outputs_match_the_reference_fixture(reference, use_one_hot_embeddings):
-  with tf.Graph().as_default():
-    config = modeling.BertConfig.from_json_file(FIXTURE_CONFIG)
-    model = modeling.BertModel(
-        config, is_training=False,
-        input_ids=tf.constant(reference["input_ids"]),
-        input_mask=tf.constant(reference["input_mask"]),
-        token_type_ids=tf.constant(reference["token_type_ids"]),
-        use_one_hot_embeddings=use_one_hot_embeddings)
-    outputs = run_from_checkpoint(model, FIXTURE_CHECKPOINT, model_outputs(model))
+  outputs = fixture_model_outputs(reference, use_one_hot_embeddings=use_one_hot_embeddings)
   for name, value in outputs.items():
     np.testing.assert_allclose(value, reference[name], rtol=1e-5, atol=1e-5, err_msg=name)
 
