@@ -23,8 +23,7 @@ import tempfile
 import time
 
 REPO_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-VOCAB_FILE = os.path.join(os.path.dirname(REPO_DIR), "shared", "fixtures", "vocab",
-                          "uncased_vocab.txt")
+VOCAB_FILE = os.path.join(REPO_DIR, "tests", "fixtures", "vocab", "uncased_vocab.txt")
 
 
 def build_corpus(path, copies):

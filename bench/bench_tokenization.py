@@ -2,7 +2,7 @@
 
 Text: Python's bundled documentation (pydoc_data.topics.topics, all values joined with "\\n",
 about 0.47 MB, mostly ASCII with some typographic Unicode). Vocabulary: the real 30,522-entry
-uncased one of ../shared/fixtures. Both tokenizers run in the same process, interleaved, so the
+uncased one of tests/fixtures. Both tokenizers run in the same process, interleaved, so the
 ratio holds on a busy machine. Ours starts each repeat from a new tokenizer, with an empty word
 cache, so the figures include filling it. Every output is checked to be identical.
 

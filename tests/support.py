@@ -9,7 +9,7 @@ import sys
 from absl import flags
 
 REPO_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-FIXTURES_DIR = os.path.join(os.path.dirname(REPO_DIR), "shared", "fixtures")
+FIXTURES_DIR = os.path.join(REPO_DIR, "tests", "fixtures")
 VOCAB_FILE = os.path.join(FIXTURES_DIR, "vocab", "uncased_vocab.txt")
 
 SCRIPTS = ("create_pretraining_data", "run_pretraining", "run_classifier",
@@ -17,7 +17,7 @@ SCRIPTS = ("create_pretraining_data", "run_pretraining", "run_classifier",
 
 
 def fixture_path(*parts):
-  """Returns the path of a file under ../shared/fixtures."""
+  """Returns the path of a file under tests/fixtures."""
   return os.path.join(FIXTURES_DIR, *parts)
 
 

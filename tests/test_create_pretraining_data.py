@@ -1,6 +1,6 @@
 """Tests of create_pretraining_data.py.
 
-The strongest evidence is the original itself: the reference TFRecords of ../shared/fixtures,
+The strongest evidence is the original itself: the reference TFRecords of tests/fixtures,
 and the installed original package (`bert.create_pretraining_data`, bert-tensorflow 1.0.4)
 called as an oracle on our own sample_text.txt with other seeds and flags.
 """
