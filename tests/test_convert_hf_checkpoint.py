@@ -41,6 +41,7 @@ def _read_json(path):
     return json.load(reader)
 
 
+@pytest.mark.slow
 def test_round_trip_is_bitwise_exact(minilm):
   hf_dir, _, back_dir = minilm
   before = safetensors.numpy.load_file(os.path.join(hf_dir, "model.safetensors"))
@@ -149,6 +150,7 @@ def _numpy_bert(weights, config, input_ids, input_mask, token_type_ids):
   return layers, pooled
 
 
+@pytest.mark.slow
 def test_converted_model_matches_numpy_bert_with_exact_gelu(minilm):
   hf_dir, original_dir, _ = minilm
   weights = safetensors.numpy.load_file(os.path.join(hf_dir, "model.safetensors"))
@@ -308,6 +310,7 @@ def _write_training_checkpoint(tensors, directory, step):
       tf.train.Saver().save(session, os.path.join(directory, "model.ckpt"), global_step=step)
 
 
+@pytest.mark.slow
 def test_finetuned_classifier_output_dir_converts_to_hf(tmp_path):
   """A fine-tuning output_dir (latest checkpoint, Adam slots) becomes a HF classifier."""
   finetuned = _checkpoint_tensors(support.fixture_path("classifier", "finetuned.ckpt"))
@@ -469,6 +472,7 @@ def test_missing_safetensors_package_is_explained(tmp_path, monkeypatch):
     convert.hf_to_original(hf_dir, str(tmp_path / "original"))
 
 
+@pytest.mark.slow
 def test_command_line(tmp_path):
   hf_dir = _write_hf_dir(str(tmp_path / "hf"), _tiny_hf_tensors())
   result = support.run_script("convert_hf_checkpoint", [
@@ -480,6 +484,7 @@ def test_command_line(tmp_path):
   assert variables["bert/encoder/layer_0/intermediate/dense/kernel"] == [8, 12]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("args, message", [
     (["--direction=sideways", "--input_dir=.", "--output_dir=x"],
      "ERROR: --direction must be one of hf_to_original, original_to_hf, got 'sideways'"),

@@ -96,6 +96,7 @@ def assert_same_examples(actual_path, expected_path):
 # The reference outputs of the original.
 
 
+@pytest.mark.slow
 def test_command_line_run_equals_the_reference(tmp_path):
   output_file = str(tmp_path / "examples.tfrecord")
   result = support.run_script("create_pretraining_data", [
@@ -435,6 +436,7 @@ def command_line_errors(tmp_path_factory):
     return dict(zip(COMMAND_LINE_ERRORS, pool.map(run, COMMAND_LINE_ERRORS)))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(COMMAND_LINE_ERRORS))
 def test_bad_input_is_one_error_line(command_line_errors, name):
   result, output_dir = command_line_errors[name]

@@ -24,6 +24,9 @@ import modeling
 import script_io
 import support
 
+# Every test here trains or starts TensorFlow processes.
+pytestmark = pytest.mark.slow
+
 estimator_lib.define_tpu_flags()
 estimator_lib.define_scale_flags()
 

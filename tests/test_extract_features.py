@@ -43,6 +43,7 @@ def fixture_flags():
 
 
 # Batches are cut to their longest sequence either way; length-sorted batches come back in order.
+@pytest.mark.slow
 @pytest.mark.parametrize("speed_flags", [[], ["--batch_by_length=true", "--use_xla=true"]])
 def test_matches_the_original_output(tmp_path, speed_flags):
   output_file = str(tmp_path / "features.jsonl")
@@ -219,6 +220,7 @@ def minilm_dir(tmp_path_factory):
   return output_dir
 
 
+@pytest.mark.slow
 def test_real_model_features_place_related_sentences_together(extract_features, minilm_dir,
                                                               tmp_path):
   sentences = [
@@ -354,6 +356,7 @@ def test_vocab_larger_than_the_model(extract_features, tmp_path):
       extract_features.main([])
 
 
+@pytest.mark.slow
 def test_bad_input_is_one_line_on_the_command_line(tmp_path):
   result = support.run_script("extract_features", [
       "--input_file=" + str(tmp_path / "missing.txt"), "--output_file=" + str(tmp_path / "o"),

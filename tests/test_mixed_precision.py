@@ -206,6 +206,7 @@ def test_dropout_of_a_half_precision_tensor_keeps_its_type_and_rate(compute_type
   np.testing.assert_allclose(values[values != 0.0], 1 / 0.7, rtol=1e-2)
 
 
+@pytest.mark.slow
 def test_checkpoint_written_by_a_bfloat16_graph_loads_into_a_float32_graph(tmp_path):
   inputs = random_inputs(seed=13)
   with tf.Graph().as_default():

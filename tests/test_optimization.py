@@ -363,6 +363,7 @@ MIRRORED_SCRIPT = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("update", ["original", "fused"])
 def test_two_mirrored_replicas_match_one_device(tmp_path, update):
   """The base class's apply_gradients sums the replicas' gradients and steps once."""

@@ -377,6 +377,7 @@ def test_padding_is_added_on_tpu_only(rc):
   assert all(isinstance(e, rc.PaddingInputExample) for e in padded[5:])
 
 
+@pytest.mark.slow
 def test_padding_examples_are_left_out_of_the_metrics(rc, tmp_path, tokenizer):
   processor = rc.MrpcProcessor()
   examples = processor.get_dev_examples(CLASSIFIER_DATA)
@@ -414,6 +415,7 @@ def test_correlations(rc):
 # ------------------------------------------------------------------------------------------------
 # Whole runs.
 
+@pytest.mark.slow
 def test_eval_and_predict_match_the_original(tmp_path):
   output_dir = str(tmp_path / "out")
   run_classifier(PARITY_FLAGS + ["--output_dir=" + output_dir])
@@ -430,6 +432,7 @@ def test_eval_and_predict_match_the_original(tmp_path):
   assert not [name for name in os.listdir(output_dir) if name.endswith(".incomplete")]
 
 
+@pytest.mark.slow
 def test_fine_tuning_a_tiny_model_writes_every_output(tmp_path):
   output_dir = str(tmp_path / "out")
   result = run_classifier([
@@ -455,6 +458,7 @@ def test_fine_tuning_a_tiny_model_writes_every_output(tmp_path):
   assert "Num examples = 60 (60 actual, 0 padding)" in result.stderr
 
 
+@pytest.mark.slow
 def test_micro_batches_under_the_mirrored_strategy_on_the_cpu(tmp_path):
   output_dir = str(tmp_path / "out")
   result = run_classifier([
@@ -490,6 +494,7 @@ def _stsb_rows(rng, count, with_score):
   return rows
 
 
+@pytest.mark.slow
 def test_regression_on_sts_b_reports_correlations(tmp_path):
   rng = random.Random(3)
   data_dir = str(tmp_path / "STS-B")
@@ -573,6 +578,7 @@ def pretrained_model(tmp_path_factory):
   return model_dir
 
 
+@pytest.mark.slow
 def test_real_pretrained_model_learns_a_paraphrase_task(pretrained_model, tmp_path):
   data_dir = str(tmp_path / "data")
   test_labels = _write_paraphrase_task(data_dir, seed=2, num_train=640, num_dev=100,
@@ -598,6 +604,7 @@ def test_real_pretrained_model_learns_a_paraphrase_task(pretrained_model, tmp_pa
 # ------------------------------------------------------------------------------------------------
 # Bad input: one line each.
 
+@pytest.mark.slow
 def test_bad_input_ends_with_one_line(tmp_path):
   result = support.run_script("run_classifier", [
       "--task_name=glue", "--data_dir=" + CLASSIFIER_DATA, "--output_dir=" + str(tmp_path),
@@ -643,6 +650,7 @@ def test_bad_flags(rc, tmp_path, overrides, message):
     run_main_in_process(rc, _flags_with(tmp_path, **overrides))
 
 
+@pytest.mark.slow
 def test_mistyped_init_checkpoint_is_one_line(tmp_path):
   checkpoint = str(tmp_path / "uncased_L-12_H-768_A-12" / "bert_model.ckpt")
   # The last value of a flag counts.
@@ -678,6 +686,7 @@ def test_bad_test_file_stops_the_run_before_training(rc, tmp_path):
 # ------------------------------------------------------------------------------------------------
 # Speed: --precision, --use_xla, --batch_by_length (batches are cut to their longest sequence).
 
+@pytest.mark.slow
 def test_length_sorted_batches_with_xla_match_the_original(tmp_path):
   output_dir = str(tmp_path / "out")
   run_classifier(PARITY_FLAGS + ["--output_dir=" + output_dir, "--batch_by_length=true",
@@ -707,6 +716,7 @@ def checkpoint_dtypes(output_dir):
   return reader.get_variable_to_dtype_map()
 
 
+@pytest.mark.slow
 def test_bfloat16_training_writes_the_float32_checkpoint_layout(tmp_path):
   fp32_dir, bf16_dir = str(tmp_path / "fp32"), str(tmp_path / "bf16")
   run_classifier(tiny_training_flags(fp32_dir))
@@ -726,6 +736,7 @@ def test_bfloat16_training_writes_the_float32_checkpoint_layout(tmp_path):
   assert 0.0 <= read_eval_results(eval_dir)["eval_accuracy"] <= 1.0
 
 
+@pytest.mark.slow
 def test_float16_training_with_loss_scaling(rc, tmp_path, monkeypatch):
   # No CPU has fast float16: claim support so that the float16 path runs.
   monkeypatch.setattr(rc.modeling, "compute_type_support", lambda dtype: (True, "test"))
@@ -738,6 +749,7 @@ def test_float16_training_with_loss_scaling(rc, tmp_path, monkeypatch):
   assert not [name for name in dtypes if "loss_scale" in name]
 
 
+@pytest.mark.slow
 def test_unsupported_precision_falls_back_to_float32_with_a_warning(rc, tmp_path, monkeypatch):
   monkeypatch.setattr(rc.modeling, "compute_type_support",
                       lambda dtype: (False, "CPU without AMX-BF16 or AVX512_BF16"))

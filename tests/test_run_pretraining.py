@@ -12,6 +12,9 @@ import pytest
 import support
 import tensorflow.compat.v1 as tf
 
+# Every test here trains or starts TensorFlow processes.
+pytestmark = pytest.mark.slow
+
 MODEL_CONFIG = support.fixture_path("modeling", "bert_config.json")
 MODEL_CHECKPOINT = support.fixture_path("modeling", "bert_model.ckpt")
 REFERENCE_RECORDS = support.fixture_path("pretraining_data", "reference.tfrecord")

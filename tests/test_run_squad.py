@@ -83,6 +83,7 @@ def fixture_flags(version):
   return read_text(squad_file("flags-%s.txt" % version)).split()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("version", VERSIONS)
 def test_predictions_equal_the_originals(version, tmp_path):
   args = fixture_flags(version) + [
@@ -191,6 +192,7 @@ def original_training_features():
   return json.loads(result.stdout)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("version", VERSIONS)
 def test_training_features_equal_the_originals(version, run_squad, tokenizer,
                                                original_training_features):
@@ -227,6 +229,7 @@ def read_records(path):
   return records
 
 
+@pytest.mark.slow
 def test_train_then_predict_end_to_end(tmp_path):
   args = [
       "--vocab_file=" + support.VOCAB_FILE,
@@ -278,6 +281,7 @@ def test_train_then_predict_end_to_end(tmp_path):
   assert_no_temporary_files(tmp_path)
 
 
+@pytest.mark.slow
 def test_training_in_micro_batches_counts_updates(tmp_path):
   result = support.run_script("run_squad", [
       "--vocab_file=" + support.VOCAB_FILE,
@@ -568,6 +572,7 @@ def test_too_few_training_questions_for_one_step(run_squad, tmp_path):
                     do_train=True, do_predict=False, train_file=train_file)
 
 
+@pytest.mark.slow
 def test_bad_input_is_one_line_on_the_command_line(tmp_path):
   predict_file = write_text(tmp_path / "dev.json", "[1, 2")
   result = support.run_script("run_squad", [

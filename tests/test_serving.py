@@ -16,6 +16,9 @@ import serving
 import support
 import tensorflow.compat.v1 as tf
 
+# Every test here trains or starts TensorFlow processes.
+pytestmark = pytest.mark.slow
+
 FLAGS = flags.FLAGS
 
 MODEL_CONFIG = support.fixture_path("modeling", "bert_config.json")

@@ -106,6 +106,7 @@ def test_fixture_tokens_match_reference():
       assert " ".join(tokenizer.tokenize(line)) == tokens, (name, line_number, line)
 
 
+@pytest.mark.slow
 def test_python_documentation_matches_original(tokenizer_pair):
   from pydoc_data.topics import topics
   ours, theirs = tokenizer_pair
@@ -119,6 +120,7 @@ def test_python_documentation_matches_original(tokenizer_pair):
     assert ours.tokenize(topic) == theirs.tokenize(topic)
 
 
+@pytest.mark.slow
 def test_random_unicode_matches_original(tokenizer_pair):
   ours, theirs = tokenizer_pair
   for text in random_texts(seed=1234, count=1200):
@@ -137,6 +139,7 @@ def test_every_basic_multilingual_plane_character_matches_original(tokenizer_pai
   assert ours.tokenize(text) == theirs.tokenize(text)
 
 
+@pytest.mark.slow
 def test_character_predicates_and_tables_match_original_on_all_code_points(original):
   chars = [chr(code_point) for code_point in ALL_CODE_POINTS]
   results = {}
@@ -161,6 +164,7 @@ def test_character_predicates_and_tables_match_original_on_all_code_points(origi
   assert not {ord(char) for char in ALL_CHARS if char.isalnum()} & punctuation
 
 
+@pytest.mark.slow
 def test_basic_steps_match_original_on_all_characters(original):
   ours = tokenization.BasicTokenizer()
   theirs = original.BasicTokenizer()
