@@ -66,7 +66,29 @@ def test_original_config_uses_exact_gelu(minilm):
   assert (bert_config["num_hidden_layers"], bert_config["hidden_size"]) == (6, 384)
   assert sorted(os.listdir(original_dir)) == [
       "bert_config.json", "bert_model.ckpt.data-00000-of-00001", "bert_model.ckpt.index",
-      "vocab.txt"]
+      "do_lower_case.json", "vocab.txt"]
+
+
+def test_real_model_casing_is_carried_both_ways(minilm):
+  _, original_dir, back_dir = minilm
+  assert _read_json(os.path.join(original_dir, "do_lower_case.json")) == {"do_lower_case": True}
+  assert _read_json(os.path.join(back_dir, "tokenizer_config.json")) == {
+      "do_lower_case": True, "tokenizer_class": "BertTokenizer", "model_max_length": 512,
+      "unk_token": "[UNK]", "sep_token": "[SEP]", "pad_token": "[PAD]", "cls_token": "[CLS]",
+      "mask_token": "[MASK]"}
+
+
+def test_real_tokenizer_json_gives_the_real_vocab_txt(tmp_path):
+  """The real model's folder without vocab.txt: its tokenizer.json gives the same file."""
+  real_dir = support.real_model_dir()
+  hf_dir = tmp_path / "hf"
+  hf_dir.mkdir()
+  for name in ("model.safetensors", "config.json", "tokenizer.json", "tokenizer_config.json"):
+    (hf_dir / name).symlink_to(os.path.join(real_dir, name))
+  assert convert.hf_to_original(str(hf_dir), str(tmp_path / "original")) is True
+  with open(str(tmp_path / "original" / "vocab.txt"), "rb") as converted, open(
+      os.path.join(real_dir, "vocab.txt"), "rb") as real:
+    assert converted.read() == real.read()
 
 
 def _build_bert_model(bert_config_file, input_ids, input_mask, token_type_ids):
@@ -174,7 +196,12 @@ def test_converted_model_matches_numpy_bert_with_exact_gelu(minilm):
   np.testing.assert_allclose(pooled, expected_pooled, atol=1e-4, rtol=0)
 
 
-# Tiny synthetic models: every tensor name the converter knows, random values.
+# Tiny synthetic models: every tensor name the converter knows, random values, a vocabulary
+# with cased words, and the tokenizer files of transformers.
+TINY_VOCAB = (["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "the", "cat", "sat", "on", "mat",
+               ".", "hello", "Hello", "world", "World", "##s", "##ing", "jim", "Jim", "henson"] +
+              ["w%d" % i for i in range(20)])
+BFLOAT16 = tf.bfloat16.as_numpy_dtype
 TINY_CONFIG = {"vocab_size": 40, "hidden_size": 8, "num_hidden_layers": 2,
                "num_attention_heads": 2, "intermediate_size": 12, "hidden_act": "gelu",
                "hidden_dropout_prob": 0.1, "attention_probs_dropout_prob": 0.1,
@@ -182,8 +209,8 @@ TINY_CONFIG = {"vocab_size": 40, "hidden_size": 8, "num_hidden_layers": 2,
                "initializer_range": 0.02, "layer_norm_eps": 1e-12, "model_type": "bert"}
 
 
-def _tiny_hf_tensors(prefix="", heads=()):
-  """HF-layout tensors of TINY_CONFIG; heads among "pretraining", "classifier", "qa"."""
+def _tiny_hf_tensors(prefix="", heads=(), dtype=np.float32):
+  """HF-layout tensors of TINY_CONFIG in `dtype`; heads among "pretraining", "classifier", "qa"."""
   rng = np.random.RandomState(0)
   v, h, i, p = 40, 8, 12, 16
   shapes = {"embeddings.word_embeddings.weight": [v, h],
@@ -222,17 +249,50 @@ def _tiny_hf_tensors(prefix="", heads=()):
   if "qa" in heads:
     tensors["qa_outputs.weight"] = rng.randn(2, h).astype(np.float32)
     tensors["qa_outputs.bias"] = rng.randn(2).astype(np.float32)
-  return tensors
+  return {name: value.astype(dtype) if value.dtype == np.float32 else value
+          for name, value in tensors.items()}
 
 
-def _write_hf_dir(directory, tensors, config=None):
+def _tokenizer_json(do_lower_case):
+  """A tokenizer.json of TINY_VOCAB as transformers writes it, its vocabulary shuffled."""
+  ids = list(enumerate(TINY_VOCAB))
+  np.random.RandomState(1).shuffle(ids)
+  return {
+      "version": "1.0", "truncation": None, "padding": None,
+      "added_tokens": [{"id": TINY_VOCAB.index(token), "content": token, "special": True}
+                       for token in ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")],
+      "normalizer": {"type": "BertNormalizer", "clean_text": True, "handle_chinese_chars": True,
+                     "strip_accents": None, "lowercase": do_lower_case},
+      "pre_tokenizer": {"type": "BertPreTokenizer"},
+      "decoder": {"type": "WordPiece", "prefix": "##", "cleanup": True},
+      "model": {"type": "WordPiece", "unk_token": "[UNK]", "continuing_subword_prefix": "##",
+                "max_input_chars_per_word": 100,
+                "vocab": {token: token_id for token_id, token in ids}}}
+
+
+def _tokenizer_config(do_lower_case):
+  """A tokenizer_config.json as transformers writes it."""
+  return {"do_lower_case": do_lower_case, "tokenizer_class": "BertTokenizer",
+          "model_max_length": 512, "unk_token": "[UNK]", "sep_token": "[SEP]",
+          "pad_token": "[PAD]", "cls_token": "[CLS]", "mask_token": "[MASK]",
+          "tokenize_chinese_chars": True, "strip_accents": None}
+
+
+def _write_hf_dir(directory, tensors, config=None, tokenizer_files=("vocab.txt",),
+                  do_lower_case=True):
+  """Writes a Hugging Face folder; tokenizer_files among vocab.txt, tokenizer.json and
+  tokenizer_config.json, the last two saying `do_lower_case`."""
   os.makedirs(directory)
   safetensors.numpy.save_file(tensors, os.path.join(directory, "model.safetensors"),
                               metadata={"format": "pt"})
   with open(os.path.join(directory, "config.json"), "w") as writer:
     json.dump(TINY_CONFIG if config is None else config, writer)
-  with open(os.path.join(directory, "vocab.txt"), "w") as writer:
-    writer.write("".join("w%d\n" % i for i in range(40)))
+  contents = {"vocab.txt": lambda: "".join(token + "\n" for token in TINY_VOCAB),
+              "tokenizer.json": lambda: json.dumps(_tokenizer_json(do_lower_case)),
+              "tokenizer_config.json": lambda: json.dumps(_tokenizer_config(do_lower_case))}
+  for name in tokenizer_files:
+    with open(os.path.join(directory, name), "w") as writer:
+      writer.write(contents[name]())
   return directory
 
 
@@ -425,11 +485,15 @@ def test_unknown_original_variable_is_rejected(tmp_path):
     convert.original_to_hf(run_dir, str(tmp_path / "back"))
 
 
-@pytest.mark.parametrize("missing", ["model.safetensors", "config.json", "vocab.txt"])
-def test_missing_input_file_is_rejected(tmp_path, missing):
+@pytest.mark.parametrize("missing, message", [
+    ("model.safetensors", "no model.safetensors in "),
+    ("config.json", "no config.json in "),
+    ("vocab.txt", "no vocab.txt and no tokenizer.json in "),
+])
+def test_missing_input_file_is_rejected(tmp_path, missing, message):
   hf_dir = _write_hf_dir(str(tmp_path / "hf"), _tiny_hf_tensors())
   os.remove(os.path.join(hf_dir, missing))
-  with pytest.raises(script_io.InputError, match="no %s in " % missing):
+  with pytest.raises(script_io.InputError, match=message):
     convert.hf_to_original(hf_dir, str(tmp_path / "original"))
 
 
@@ -462,11 +526,13 @@ def test_empty_output_dir_is_used(tmp_path):
 
 
 def test_missing_safetensors_package_is_explained(tmp_path, monkeypatch):
+  """Reading the Hugging Face layout needs only numpy; writing it needs safetensors."""
   hf_dir = _write_hf_dir(str(tmp_path / "hf"), _tiny_hf_tensors())
   monkeypatch.setitem(sys.modules, "safetensors", None)
   monkeypatch.setitem(sys.modules, "safetensors.numpy", None)
+  convert.hf_to_original(hf_dir, str(tmp_path / "original"))
   with pytest.raises(script_io.InputError, match="pip install safetensors"):
-    convert.hf_to_original(hf_dir, str(tmp_path / "original"))
+    convert.original_to_hf(str(tmp_path / "original"), str(tmp_path / "back"))
 
 
 def test_command_line(tmp_path):
