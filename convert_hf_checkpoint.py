@@ -387,37 +387,33 @@ def _hf_stated_casings(hf_dir, tokenizer, tokenizer_file):
 
 
 def _settle_casing(stated, do_lower_case):
-  """Returns whether the model's tokenizer lower-cases: as its files say, else `do_lower_case`.
+  """Returns whether the model's tokenizer lower-cases: as its files say, or `do_lower_case`.
 
   Args:
-    stated: [(where, do_lower_case)] for each file or name that states a casing.
-    do_lower_case: this tool's --do_lower_case, or None. It decides where the sources state
-      both casings and may not contradict sources that agree.
+    stated: [(where, do_lower_case)] for each file or name that states a casing, the one that
+      decides first (transformers follows tokenizer_config.json over tokenizer.json).
+    do_lower_case: this tool's --do_lower_case, or None. It decides where the sources say
+      nothing or disagree, and may not contradict sources that agree.
 
   Returns:
     True or False, or None where neither the sources nor `do_lower_case` say.
 
   Raises:
-    script_io.InputError: the sources disagree and `do_lower_case` is None, or it contradicts
-      the sources.
+    script_io.InputError: `do_lower_case` contradicts every source.
   """
-  casings = {casing for _, casing in stated}
-  if len(casings) == 2:
-    if do_lower_case is None:
-      first_where, first_casing = stated[0]
-      other_where = next(where for where, casing in stated if casing != first_casing)
-      raise script_io.InputError(
-          "%s says do_lower_case=%s but %s says %s; pass --do_lower_case to say which casing "
-          "the model was trained with" %
-          (first_where, first_casing, other_where, not first_casing))
+  if not stated:
     return do_lower_case
-  if casings:
-    where, casing = stated[0]
-    if do_lower_case is not None and do_lower_case != casing:
+  where, casing = stated[0]
+  if do_lower_case is not None:
+    if all(other_casing != do_lower_case for _, other_casing in stated):
       raise script_io.InputError("--do_lower_case=%s contradicts %s, which says do_lower_case=%s"
                                  % (do_lower_case, where, casing))
-    return casing
-  return do_lower_case
+    return do_lower_case
+  for other_where, other_casing in stated[1:]:
+    if other_casing != casing:
+      tf.logging.warning("%s says do_lower_case=%s but %s says %s; going by the first (pass "
+                         "--do_lower_case to choose)", where, casing, other_where, other_casing)
+  return casing
 
 
 def _tokenizer_config(do_lower_case, bert_config):
@@ -567,7 +563,7 @@ def hf_to_original(hf_dir, output_dir, do_lower_case=None):
     output_dir: new or empty folder; receives bert_model.ckpt.{index,data-*},
       bert_config.json, vocab.txt and, where the casing is known, do_lower_case.json, all at
       once. vocab.txt is hf_dir's own, else tokenizer.json's vocabulary in id order.
-    do_lower_case: the casing, for a folder that does not say it or whose files state both;
+    do_lower_case: the casing, for a folder that does not say it or whose files disagree;
       None to go by the folder.
 
   Returns:
@@ -578,7 +574,8 @@ def hf_to_original(hf_dir, output_dir, do_lower_case=None):
     script_io.InputError: missing file, a tensor name this converter does not know, a weight
       dtype other than float32, float16 and bfloat16, a shape that contradicts config.json, a
       config the original BertModel cannot compute, a tokenizer that is not WordPiece, a
-      vocab.txt and tokenizer.json that disagree, or a casing in doubt.
+      vocab.txt and tokenizer.json that disagree, or a do_lower_case that contradicts the
+      folder.
   """
   weights_file = _require_input(hf_dir, HF_WEIGHTS_NAME)
   config_file = _require_input(hf_dir, HF_CONFIG_NAME)
@@ -800,7 +797,7 @@ def define_flags():
   flags.DEFINE_bool(
       "do_lower_case", None,
       "Whether the model's tokenizer lower-cases, for an input folder that does not say (or "
-      "whose files state both); it may not contradict the folder.")
+      "whose files disagree); it may not contradict the folder.")
 
 
 def main(_):

@@ -716,17 +716,16 @@ def test_casing_from_the_normalizer_of_tokenizer_json(tmp_path):
       "do_lower_case": False}
 
 
-def test_tokenizer_files_stating_both_casings_need_the_flag(tmp_path):
+def test_tokenizer_config_json_decides_over_the_normalizer(tmp_path):
+  """As in transformers 5.24, whose BertTokenizer then keeps the case; the flag can choose."""
   hf_dir = _tokenizer_only_hf_dir(str(tmp_path / "hf"), _tiny_hf_tensors(), do_lower_case=True)
   _rewrite_json(os.path.join(hf_dir, "tokenizer_config.json"),
                 lambda config: config.update(do_lower_case=False))
-  with pytest.raises(script_io.InputError,
-                     match=r"tokenizer_config.json says do_lower_case=False but the normalizer "
-                     r"of .*tokenizer.json says True; pass --do_lower_case to say which casing"):
-    convert.hf_to_original(hf_dir, str(tmp_path / "original"))
-  assert convert.hf_to_original(hf_dir, str(tmp_path / "original"), do_lower_case=False) is False
+  assert convert.hf_to_original(hf_dir, str(tmp_path / "original")) is False
   assert _read_json(str(tmp_path / "original" / "do_lower_case.json")) == {
       "do_lower_case": False}
+  assert convert.hf_to_original(hf_dir, str(tmp_path / "chosen"), do_lower_case=True) is True
+  assert _read_json(str(tmp_path / "chosen" / "do_lower_case.json")) == {"do_lower_case": True}
 
 
 def test_flag_contradicting_the_tokenizer_files_is_rejected(tmp_path):
@@ -826,12 +825,10 @@ def test_command_line_converts_a_transformers_5_folder_both_ways(tmp_path):
      "ERROR: %(hf)s/tokenizer.json: token '[UNK]' has id 40, but the ids of 40 tokens must be 0 "
      "to 39"),
     (lambda hf_dir: _rewrite_json(
-        os.path.join(_tokenizer_only_hf_dir(hf_dir, _tiny_hf_tensors()), "tokenizer.json"),
-        lambda tokenizer: tokenizer["normalizer"].update(lowercase=False)),
-     "ERROR: %(hf)s/tokenizer_config.json says do_lower_case=True but the normalizer of "
-     "%(hf)s/tokenizer.json says False; pass --do_lower_case to say which casing the model was "
-     "trained with"),
-], ids=["int32_weight", "id_gap", "casings_disagree"])
+        os.path.join(_tokenizer_only_hf_dir(hf_dir, _tiny_hf_tensors()), "tokenizer_config.json"),
+        lambda config: config.update(do_lower_case="no")),
+     "ERROR: %(hf)s/tokenizer_config.json: do_lower_case must be true or false, got 'no'"),
+], ids=["int32_weight", "id_gap", "casing_not_bool"])
 def test_command_line_bad_input_is_one_line(tmp_path, make_bad, message):
   hf_dir = str(tmp_path / "hf")
   make_bad(hf_dir)
