@@ -5,9 +5,10 @@ Hugging Face layout: `model.safetensors` (PyTorch tensor names and [out, in] den
 float32, float16 or bfloat16), `config.json`, and the tokenizer: `vocab.txt` or `tokenizer.json`,
 with `tokenizer_config.json`. Original layout: `bert_model.ckpt.{index,data-*}` (TensorFlow
 float32 variables named as `modeling.BertModel` creates them, [in, out] kernels),
-`bert_config.json`, `vocab.txt`, and `do_lower_case.json`, the casing of the tokenizer, which the
-scripts' --do_lower_case must match. Converting one way and back gives the same tensors bit for
-bit; float16 and bfloat16 weights come back as the float32 values they widen to exactly.
+`bert_config.json`, `vocab.txt` and, where the casing of the tokenizer is known,
+`do_lower_case.json`, which the scripts' --do_lower_case must match. Converting one way and back
+gives the same tensors bit for bit; float16 and bfloat16 weights come back as the float32 values
+they widen to exactly.
 
 Usage:
   python convert_hf_checkpoint.py --direction=hf_to_original \
