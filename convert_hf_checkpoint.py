@@ -1,17 +1,23 @@
 # coding=utf-8
 """Converts BERT checkpoints between the Hugging Face layout and the original one.
 
-Hugging Face layout: `model.safetensors` (PyTorch tensor names and [out, in] dense weights),
-`config.json`, `vocab.txt`. Original layout: `bert_model.ckpt.{index,data-*}` (TensorFlow
-variables named as `modeling.BertModel` creates them, [in, out] kernels), `bert_config.json`,
-`vocab.txt`. Converting one way and back gives the same tensors bit for bit.
+Hugging Face layout: `model.safetensors` (PyTorch tensor names and [out, in] dense weights in
+float32, float16 or bfloat16), `config.json`, and the tokenizer: `vocab.txt` or `tokenizer.json`,
+with `tokenizer_config.json`. Original layout: `bert_model.ckpt.{index,data-*}` (TensorFlow
+float32 variables named as `modeling.BertModel` creates them, [in, out] kernels),
+`bert_config.json`, `vocab.txt` and, where the casing of the tokenizer is known,
+`do_lower_case.json`, which the scripts' --do_lower_case must match. Converting one way and back
+gives the same tensors bit for bit; float16 and bfloat16 weights come back as the float32 values
+they widen to exactly.
 
 Usage:
   python convert_hf_checkpoint.py --direction=hf_to_original \
     --input_dir=all-MiniLM-L6-v2 --output_dir=minilm_original
 
-Library use: `hf_to_original(hf_dir, output_dir)` and `original_to_hf(original_dir, output_dir)`.
-The optional `safetensors` package (`pip install safetensors`) is needed by this tool only.
+It prints the --do_lower_case the scripts must be run with. Library use:
+`hf_to_original(hf_dir, output_dir)` and `original_to_hf(original_dir, output_dir)`. Writing the
+Hugging Face layout needs the optional `safetensors` package (`pip install safetensors`); this
+tool is its only user.
 """
 
 from __future__ import absolute_import
@@ -21,15 +27,19 @@ from __future__ import print_function
 import contextlib
 import json
 import os
+import struct
 
 from absl import flags
 import modeling
 import numpy as np
 import script_io
 import tensorflow.compat.v1 as tf
+import tokenization
 
 HF_WEIGHTS_NAME = "model.safetensors"
 HF_CONFIG_NAME = "config.json"
+HF_TOKENIZER_NAME = "tokenizer.json"
+HF_TOKENIZER_CONFIG_NAME = "tokenizer_config.json"
 ORIGINAL_CHECKPOINT_NAME = "bert_model.ckpt"
 ORIGINAL_CONFIG_NAME = "bert_config.json"
 VOCAB_NAME = "vocab.txt"
@@ -50,6 +60,17 @@ _HF_CONFIG_DEFAULTS = {
     "type_vocab_size": 2,
     "initializer_range": 0.02,
 }
+
+# The weight dtypes of a safetensors file that widen to float32 exactly, with the numpy dtype of
+# their little-endian bytes; numpy has no bfloat16, so its 16-bit patterns are read as integers.
+_SAFETENSORS_DTYPES = {"F32": "<f4", "F16": "<f2", "BF16": "<u2"}
+
+# The special tokens of the original tokenizer and scripts, under transformers' names.
+_SPECIAL_TOKENS = {"unk_token": "[UNK]", "sep_token": "[SEP]", "pad_token": "[PAD]",
+                   "cls_token": "[CLS]", "mask_token": "[MASK]"}
+
+# The original WordpieceTokenizer marks a piece that continues a word with this prefix.
+_CONTINUING_PIECE_PREFIX = "##"
 
 # The original LayerNorm divides by sqrt(variance + 1e-12); no other epsilon can be expressed.
 _LAYER_NORM_EPS = 1e-12
@@ -204,9 +225,205 @@ def _read_json(path):
   return value
 
 
+def _read_json_if_present(path):
+  return _read_json(path) if tf.io.gfile.exists(path) else None
+
+
 def _write_json(value, path):
   with tf.io.gfile.GFile(path, "w") as writer:
     writer.write(json.dumps(value, indent=2, sort_keys=True) + "\n")
+
+
+def _read_safetensors(path):
+  """Reads a safetensors file into name -> (dtype, shape, bytes), converting nothing yet.
+
+  The format: the length of a JSON header as 8 little-endian bytes; the header, which maps each
+  tensor name to its "dtype", "shape" and "data_offsets" [begin, end) into the bytes that follow
+  it; those bytes. Read here because `safetensors.numpy` cannot load bfloat16.
+
+  Returns:
+    dict: tensor name -> (dtype such as "BF16", shape as a list of ints, memoryview of the
+    tensor's little-endian bytes).
+
+  Raises:
+    script_io.InputError: the file is not in this format.
+  """
+  with tf.io.gfile.GFile(path, "rb") as reader:
+    contents = reader.read()
+  if len(contents) < 8:
+    raise script_io.InputError("%s is not a safetensors file: it has %d bytes" %
+                               (path, len(contents)))
+  (header_length,) = struct.unpack("<Q", contents[:8])
+  try:
+    header = json.loads(contents[8:8 + header_length])
+  except ValueError:
+    header = None
+  if not isinstance(header, dict):
+    raise script_io.InputError("%s is not a safetensors file: no JSON header" % path)
+  data = memoryview(contents)[8 + header_length:]
+  tensors = {}
+  for name, entry in header.items():
+    if name == "__metadata__":
+      continue
+    try:
+      dtype, shape, (begin, end) = entry["dtype"], list(entry["shape"]), entry["data_offsets"]
+      valid = (isinstance(dtype, str) and
+               all(isinstance(n, int) and n >= 0 for n in shape + [begin, end]) and
+               begin <= end <= len(data))
+    except (KeyError, TypeError, ValueError):
+      valid = False
+    if not valid:
+      raise script_io.InputError("%s: the header entry of %r is malformed" % (path, name))
+    tensors[name] = (dtype, shape, data[begin:end])
+  return tensors
+
+
+def _float32_tensor(stored_tensor, name, weights_file):
+  """Returns a tensor of `_read_safetensors` as float32; float16 and bfloat16 widen exactly.
+
+  Raises:
+    script_io.InputError: the tensor is not float32, float16 or bfloat16, or its bytes do not
+      fill its shape.
+  """
+  dtype, shape, data = stored_tensor
+  if dtype not in _SAFETENSORS_DTYPES:
+    raise script_io.InputError(
+        "%s: tensor %r is %s; only F32, F16 and BF16 weights can be converted" %
+        (weights_file, name, dtype))
+  stored_dtype = np.dtype(_SAFETENSORS_DTYPES[dtype])
+  num_bytes = stored_dtype.itemsize * int(np.prod(shape))
+  if len(data) != num_bytes:
+    raise script_io.InputError("%s: tensor %r has %d bytes, but %s %s takes %d" %
+                               (weights_file, name, len(data), dtype, shape, num_bytes))
+  values = np.frombuffer(data, stored_dtype).reshape(shape)
+  if dtype == "BF16":
+    # A bfloat16 is the upper half of a float32: its sign, its exponent, its 7 leading mantissa
+    # bits.
+    return (values.astype(np.uint32) << 16).view(np.float32)
+  return values.astype(np.float32)
+
+
+def _wordpiece_tokens(tokenizer, tokenizer_file):
+  """Returns the vocabulary of a tokenizer.json's WordPiece model as a list of tokens in id order.
+
+  Raises:
+    script_io.InputError: the model is not WordPiece with "##" continuing pieces, or its
+      token ids are not 0, 1, ..., N-1.
+  """
+  model = tokenizer.get("model")
+  if not isinstance(model, dict) or model.get("type") != "WordPiece":
+    raise script_io.InputError(
+        "%s: the tokenizer model is %r; BERT needs a WordPiece vocabulary" %
+        (tokenizer_file, model.get("type") if isinstance(model, dict) else model))
+  prefix = model.get("continuing_subword_prefix", _CONTINUING_PIECE_PREFIX)
+  if prefix != _CONTINUING_PIECE_PREFIX:
+    raise script_io.InputError(
+        "%s: continuing_subword_prefix is %r; the original tokenizer marks continuing pieces "
+        "with %r" % (tokenizer_file, prefix, _CONTINUING_PIECE_PREFIX))
+  vocab = model.get("vocab")
+  if not isinstance(vocab, dict):
+    raise script_io.InputError("%s: model.vocab is not an object of tokens and ids" %
+                               tokenizer_file)
+  tokens = [None] * len(vocab)
+  for token, token_id in vocab.items():
+    if not isinstance(token_id, int) or not 0 <= token_id < len(tokens):
+      raise script_io.InputError(
+          "%s: token %r has id %r, but the ids of %d tokens must be 0 to %d" %
+          (tokenizer_file, token, token_id, len(tokens), len(tokens) - 1))
+    if tokens[token_id] is not None:
+      raise script_io.InputError("%s: tokens %r and %r both have id %d" %
+                                 (tokenizer_file, tokens[token_id], token, token_id))
+    tokens[token_id] = token
+  return tokens
+
+
+def _check_vocabularies_agree(vocab_file, tokenizer_file, tokens):
+  """Raises InputError unless the scripts, reading vocab_file, give each token its id in `tokens`.
+
+  Args:
+    vocab_file: a vocab.txt, read as `tokenization.load_vocab` reads it.
+    tokenizer_file: the tokenizer.json `tokens` came from, for the message.
+    tokens: list of tokens in id order (`_wordpiece_tokens`).
+  """
+  try:
+    vocab_tokens = list(tokenization.load_vocab(vocab_file))
+  except ValueError as error:
+    raise script_io.InputError(str(error)) from None
+  for token_id, (in_vocab, in_tokenizer) in enumerate(zip(vocab_tokens, tokens)):
+    if in_vocab != in_tokenizer:
+      raise script_io.InputError(
+          "%s and %s disagree: id %d is %r in the first, %r in the second" %
+          (vocab_file, tokenizer_file, token_id, in_vocab, in_tokenizer))
+  if len(vocab_tokens) != len(tokens):
+    raise script_io.InputError("%s and %s disagree: %d tokens against %d" %
+                               (vocab_file, tokenizer_file, len(vocab_tokens), len(tokens)))
+
+
+def _stated_bool(value, where):
+  if not isinstance(value, bool):
+    raise script_io.InputError("%s must be true or false, got %r" % (where, value))
+  return value
+
+
+def _hf_stated_casings(hf_dir, tokenizer, tokenizer_file):
+  """Returns [(where, do_lower_case)] for each Hugging Face tokenizer file that states a casing.
+
+  Args:
+    hf_dir: the folder; its tokenizer_config.json, if any, states `do_lower_case`.
+    tokenizer: dict of its tokenizer.json, or None; a BertNormalizer states `lowercase`.
+    tokenizer_file: the path of tokenizer.json, for messages.
+  """
+  stated = []
+  tokenizer_config_file = os.path.join(hf_dir, HF_TOKENIZER_CONFIG_NAME)
+  tokenizer_config = _read_json_if_present(tokenizer_config_file) or {}
+  if tokenizer_config.get("do_lower_case") is not None:
+    stated.append((tokenizer_config_file, _stated_bool(
+        tokenizer_config["do_lower_case"], "%s: do_lower_case" % tokenizer_config_file)))
+  normalizer = (tokenizer or {}).get("normalizer")
+  if (isinstance(normalizer, dict) and normalizer.get("type") == "BertNormalizer" and
+      normalizer.get("lowercase") is not None):
+    stated.append(("the normalizer of %s" % tokenizer_file, _stated_bool(
+        normalizer["lowercase"], "%s: normalizer.lowercase" % tokenizer_file)))
+  return stated
+
+
+def _settle_casing(stated, do_lower_case):
+  """Returns whether the model's tokenizer lower-cases: as its files say, or `do_lower_case`.
+
+  Args:
+    stated: [(where, do_lower_case)] for each file or name that states a casing, the one that
+      decides first (transformers follows tokenizer_config.json over tokenizer.json).
+    do_lower_case: this tool's --do_lower_case, or None. It decides where the sources say
+      nothing or disagree, and may not contradict sources that agree.
+
+  Returns:
+    True or False, or None where neither the sources nor `do_lower_case` say.
+
+  Raises:
+    script_io.InputError: `do_lower_case` contradicts every source.
+  """
+  if not stated:
+    return do_lower_case
+  where, casing = stated[0]
+  if do_lower_case is not None:
+    if all(other_casing != do_lower_case for _, other_casing in stated):
+      raise script_io.InputError("--do_lower_case=%s contradicts %s, which says do_lower_case=%s"
+                                 % (do_lower_case, where, casing))
+    return do_lower_case
+  for other_where, other_casing in stated[1:]:
+    if other_casing != casing:
+      tf.logging.warning("%s says do_lower_case=%s but %s says %s; going by the first (pass "
+                         "--do_lower_case to choose)", where, casing, other_where, other_casing)
+  return casing
+
+
+def _tokenizer_config(do_lower_case, bert_config):
+  """Returns the tokenizer_config.json that makes transformers tokenize as the original does."""
+  tokenizer_config = dict(_SPECIAL_TOKENS)
+  tokenizer_config["do_lower_case"] = do_lower_case
+  tokenizer_config["tokenizer_class"] = "BertTokenizer"
+  tokenizer_config["model_max_length"] = bert_config["max_position_embeddings"]
+  return tokenizer_config
 
 
 def _check_bert_config(bert_config, config_file):
@@ -319,27 +536,57 @@ def _atomic_output_dir(output_dir):
   tf.io.gfile.rename(temporary, output_dir)
 
 
-def hf_to_original(hf_dir, output_dir):
+def _hf_vocab_tokens(hf_dir, tokenizer, tokenizer_file):
+  """Returns None where `hf_dir` has a vocab.txt, else the tokens of its tokenizer.json in id order.
+
+  Raises:
+    script_io.InputError: there is neither, or vocab.txt and tokenizer.json disagree.
+  """
+  vocab_file = os.path.join(hf_dir, VOCAB_NAME)
+  tokens = _wordpiece_tokens(tokenizer, tokenizer_file) if tokenizer is not None else None
+  if tf.io.gfile.exists(vocab_file):
+    if tokens is not None:
+      _check_vocabularies_agree(vocab_file, tokenizer_file, tokens)
+    return None
+  if tokens is None:
+    raise script_io.InputError("no %s and no %s in %s" % (VOCAB_NAME, HF_TOKENIZER_NAME, hf_dir))
+  return tokens
+
+
+def hf_to_original(hf_dir, output_dir, do_lower_case=None):
   """Converts a Hugging Face BERT folder into the original layout.
 
   Args:
-    hf_dir: folder with model.safetensors, config.json and vocab.txt (a BertModel or a
-      BertFor* task model: pre-training heads, sequence classification, question answering).
+    hf_dir: folder with model.safetensors (float32, float16 or bfloat16), config.json, and
+      vocab.txt or tokenizer.json (a BertModel or a BertFor* task model: pre-training heads,
+      sequence classification, question answering). tokenizer_config.json's do_lower_case, or
+      else tokenizer.json's normalizer, tells whether the tokenizer lower-cases.
     output_dir: new or empty folder; receives bert_model.ckpt.{index,data-*},
-      bert_config.json and vocab.txt, all at once.
+      bert_config.json, vocab.txt and, where the casing is known, do_lower_case.json, all at
+      once. vocab.txt is hf_dir's own, else tokenizer.json's vocabulary in id order.
+    do_lower_case: the casing, for a folder that does not say it or whose files disagree;
+      None to go by the folder.
+
+  Returns:
+    The --do_lower_case the scripts must be run with: the casing of the folder, else True, as
+    transformers' BertTokenizer defaults to lower-casing.
 
   Raises:
-    script_io.InputError: missing file, a tensor name this converter does not know, a shape
-      that contradicts config.json, or a config the original BertModel cannot compute.
+    script_io.InputError: missing file, a tensor name this converter does not know, a weight
+      dtype other than float32, float16 and bfloat16, a shape that contradicts config.json, a
+      config the original BertModel cannot compute, a tokenizer that is not WordPiece, a
+      vocab.txt and tokenizer.json that disagree, or a do_lower_case that contradicts the
+      folder.
   """
   weights_file = _require_input(hf_dir, HF_WEIGHTS_NAME)
   config_file = _require_input(hf_dir, HF_CONFIG_NAME)
-  vocab_file = _require_input(hf_dir, VOCAB_NAME)
   bert_config = hf_config_to_bert_config(_read_json(config_file), config_file)
   _check_bert_config(bert_config, config_file)
-  safetensors_numpy = _import_safetensors_numpy()
-  with tf.io.gfile.GFile(weights_file, "rb") as reader:
-    hf_tensors = safetensors_numpy.load(reader.read())
+  tokenizer_file = os.path.join(hf_dir, HF_TOKENIZER_NAME)
+  tokenizer = _read_json_if_present(tokenizer_file)
+  vocab_tokens = _hf_vocab_tokens(hf_dir, tokenizer, tokenizer_file)
+  casing = _settle_casing(_hf_stated_casings(hf_dir, tokenizer, tokenizer_file), do_lower_case)
+  hf_tensors = _read_safetensors(weights_file)
 
   encoder_table = _encoder_name_table(bert_config["num_hidden_layers"])
   table = {hf_name: (original_name, shape)
@@ -348,7 +595,7 @@ def hf_to_original(hf_dir, output_dir):
            for hf_name, original_name, shape in _HEAD_NAMES + _TIED_COPIES}
   original_tensors = {}
   sources = {}
-  for hf_name, value in sorted(hf_tensors.items()):
+  for hf_name, stored_tensor in sorted(hf_tensors.items()):
     if hf_name.endswith("embeddings.position_ids"):
       continue  # A buffer of 0, 1, 2, ...: the original computes positions itself.
     if hf_name in heads:
@@ -362,7 +609,7 @@ def hf_to_original(hf_dir, output_dir):
             "%s: unknown tensor %r (%s has num_hidden_layers=%d)" %
             (weights_file, hf_name, config_file, bert_config["num_hidden_layers"]))
       original_name, shape = table[encoder_name]
-    value = np.asarray(value, dtype=np.float32)
+    value = _float32_tensor(stored_tensor, hf_name, weights_file)
     if _is_kernel(original_name):
       value = value.T
     _check_shape(hf_name, value.shape, shape, bert_config, config_file)
@@ -387,8 +634,21 @@ def hf_to_original(hf_dir, output_dir):
   with _atomic_output_dir(output_dir) as temporary:
     _write_checkpoint(original_tensors, os.path.join(temporary, ORIGINAL_CHECKPOINT_NAME))
     _write_json(bert_config, os.path.join(temporary, ORIGINAL_CONFIG_NAME))
-    tf.io.gfile.copy(vocab_file, os.path.join(temporary, VOCAB_NAME))
+    if vocab_tokens is None:
+      tf.io.gfile.copy(os.path.join(hf_dir, VOCAB_NAME), os.path.join(temporary, VOCAB_NAME))
+    else:
+      with tf.io.gfile.GFile(os.path.join(temporary, VOCAB_NAME), "w") as writer:
+        writer.write("".join(token + "\n" for token in vocab_tokens))
+    if casing is not None:
+      _write_json({"do_lower_case": casing}, os.path.join(temporary, script_io.CASING_FILE_NAME))
   tf.logging.info("Wrote %d variables to %s", len(original_tensors), output_dir)
+  if casing is None:
+    tf.logging.warning(
+        "%s does not say whether its tokenizer lower-cases; transformers would lower-case, so "
+        "the scripts should too (pass this tool --do_lower_case=false for a cased model)",
+        hf_dir)
+    return True
+  return casing
 
 
 def _write_checkpoint(tensors, checkpoint_path):
@@ -419,27 +679,58 @@ def _find_checkpoint(original_dir):
   return latest
 
 
-def original_to_hf(original_dir, output_dir):
+def _original_casing(original_dir, checkpoint_path, do_lower_case):
+  """Returns the casing of an original-layout folder, from its records or the flag, else True.
+
+  The casing is the one do_lower_case.json records, or the one a Google checkpoint's folder name
+  tells; `do_lower_case` (this tool's flag) where neither says; else True, the default of the
+  scripts' --do_lower_case.
+  """
+  stated = []
+  recorded = script_io.read_recorded_casing(original_dir)
+  if recorded is not None:
+    stated.append((os.path.join(original_dir, script_io.CASING_FILE_NAME), recorded))
+  google_casing = tokenization.checkpoint_do_lower_case(checkpoint_path)
+  if google_casing is not None:
+    stated.append(("the Google model name in %s" % checkpoint_path, google_casing))
+  casing = _settle_casing(stated, do_lower_case)
+  if casing is None:
+    tf.logging.warning(
+        "%s does not say whether its tokenizer lower-cases; writing do_lower_case=true, the "
+        "scripts' default (pass this tool --do_lower_case=false for a cased model)",
+        original_dir)
+    return True
+  return casing
+
+
+def original_to_hf(original_dir, output_dir, do_lower_case=None):
   """Converts an original-layout BERT folder into the Hugging Face layout.
 
   Args:
     original_dir: folder with bert_config.json, vocab.txt and bert_model.ckpt.* (a released
       model) or a training checkpoint (the output_dir of a fine-tuning run, with bert_config.json
       and vocab.txt copied in); optimizer slots and global_step are left out.
-    output_dir: new or empty folder; receives model.safetensors, config.json and vocab.txt,
-      all at once. With task heads the encoder tensors get the "bert." prefix of Hugging Face's
-      task models and config.json names the matching class (e.g.
+    output_dir: new or empty folder; receives model.safetensors, config.json, vocab.txt and
+      tokenizer_config.json, all at once. With task heads the encoder tensors get the "bert."
+      prefix of Hugging Face's task models and config.json names the matching class (e.g.
       BertForSequenceClassification); without, it is a plain BertModel.
+    do_lower_case: the casing, for a folder that does not say it (no do_lower_case.json, not a
+      Google model name); None to go by the folder, else lower-case.
+
+  Returns:
+    The do_lower_case written to tokenizer_config.json.
 
   Raises:
     script_io.InputError: missing file, a variable this converter does not know, a shape that
-      contradicts bert_config.json, or an activation with no Hugging Face name.
+      contradicts bert_config.json, an activation with no Hugging Face name, or a casing that
+      contradicts the folder.
   """
   config_file = _require_input(original_dir, ORIGINAL_CONFIG_NAME)
   vocab_file = _require_input(original_dir, VOCAB_NAME)
   checkpoint_path = _find_checkpoint(original_dir)
   bert_config = _read_json(config_file)
   _check_bert_config(bert_config, config_file)
+  casing = _original_casing(original_dir, checkpoint_path, do_lower_case)
   safetensors_numpy = _import_safetensors_numpy()
 
   encoder_table = _encoder_name_table(bert_config["num_hidden_layers"])
@@ -486,7 +777,10 @@ def original_to_hf(original_dir, output_dir):
       writer.write(serialized)
     _write_json(hf_config, os.path.join(temporary, HF_CONFIG_NAME))
     tf.io.gfile.copy(vocab_file, os.path.join(temporary, VOCAB_NAME))
+    _write_json(_tokenizer_config(casing, bert_config),
+                os.path.join(temporary, HF_TOKENIZER_CONFIG_NAME))
   tf.logging.info("Wrote %d tensors to %s", len(hf_tensors), output_dir)
+  return casing
 
 
 _CONVERSIONS = {"hf_to_original": hf_to_original, "original_to_hf": original_to_hf}
@@ -501,6 +795,10 @@ def define_flags():
   flags.DEFINE_string("direction", None, "hf_to_original or original_to_hf.")
   flags.DEFINE_string("input_dir", None, "Folder of the checkpoint to convert.")
   flags.DEFINE_string("output_dir", None, "New or empty folder for the converted checkpoint.")
+  flags.DEFINE_bool(
+      "do_lower_case", None,
+      "Whether the model's tokenizer lower-cases, for an input folder that does not say (or "
+      "whose files disagree); it may not contradict the folder.")
 
 
 def main(_):
@@ -513,7 +811,13 @@ def main(_):
     raise script_io.InputError("--input_dir: no such folder: %s" % FLAGS.input_dir)
   if not FLAGS.output_dir:
     raise script_io.InputError("--output_dir is required")
-  _CONVERSIONS[FLAGS.direction](FLAGS.input_dir, FLAGS.output_dir)
+  do_lower_case = _CONVERSIONS[FLAGS.direction](FLAGS.input_dir, FLAGS.output_dir,
+                                                 FLAGS.do_lower_case)
+  if FLAGS.direction == "hf_to_original":
+    print("Run the scripts on %s with --do_lower_case=%s" % (FLAGS.output_dir, do_lower_case))
+  else:
+    print("%s says do_lower_case=%s" %
+          (os.path.join(FLAGS.output_dir, HF_TOKENIZER_CONFIG_NAME), do_lower_case))
 
 
 if __name__ == "__main__":

@@ -4,7 +4,8 @@ A user mistake (a missing file, a bad flag value, a malformed line) raises `Inpu
 scripts run their `main` through `run_main`, which prints such an error as one line and exits
 with status 1 instead of showing a traceback. Outputs are written under a temporary name and
 renamed when complete, so an interrupted run never leaves a half-written file behind.
-`load_tokenizer` builds the tokenizer of the flags, with such errors for a bad vocabulary.
+`load_tokenizer` builds the tokenizer of the flags, with such errors for a bad vocabulary or a
+--do_lower_case that contradicts the checkpoint.
 """
 
 from __future__ import absolute_import
@@ -12,12 +13,19 @@ from __future__ import division
 from __future__ import print_function
 
 import contextlib
+import json
+import os
 import sys
 
 from absl import app
 from absl import flags
 import tensorflow.compat.v1 as tf
 import tokenization
+
+# A checkpoint converted from the Hugging Face layout (convert_hf_checkpoint.py) carries the
+# casing of its tokenizer in this file next to bert_config.json: {"do_lower_case": false}.
+# Google's released checkpoints have none; their casing is guessed from the folder name.
+CASING_FILE_NAME = "do_lower_case.json"
 
 
 class InputError(ValueError):
@@ -94,24 +102,67 @@ def require_file(path, flag_name):
     raise InputError("--%s: no such file: %s" % (flag_name, path))
 
 
+def read_recorded_casing(checkpoint_dir):
+  """Returns the do_lower_case recorded in `checkpoint_dir`, or None if it records none.
+
+  Raises:
+    InputError: the folder's CASING_FILE_NAME does not hold {"do_lower_case": true or false}.
+  """
+  path = os.path.join(checkpoint_dir, CASING_FILE_NAME)
+  if not tf.io.gfile.exists(path):
+    return None
+  with tf.io.gfile.GFile(path, "r") as reader:
+    text = reader.read()
+  try:
+    recorded = json.loads(text)
+  except ValueError:
+    recorded = None
+  if not isinstance(recorded, dict) or not isinstance(recorded.get("do_lower_case"), bool):
+    raise InputError('%s must hold {"do_lower_case": true} or {"do_lower_case": false}' % path)
+  return recorded["do_lower_case"]
+
+
+def _check_case_matches_checkpoint(do_lower_case, init_checkpoint):
+  """Raises InputError if --do_lower_case contradicts the casing of --init_checkpoint.
+
+  The casing is the one recorded next to the checkpoint (`read_recorded_casing`), else the one
+  a Google checkpoint's folder name tells (`tokenization.validate_case_matches_checkpoint`).
+  """
+  if not init_checkpoint:
+    return
+  # --init_checkpoint names a checkpoint by the prefix of its files, or by a training folder.
+  checkpoint_dir = (init_checkpoint if tf.io.gfile.isdir(init_checkpoint)
+                    else os.path.dirname(init_checkpoint))
+  recorded = read_recorded_casing(checkpoint_dir)
+  if recorded is None:
+    try:
+      tokenization.validate_case_matches_checkpoint(do_lower_case, init_checkpoint)
+    except ValueError as error:
+      raise InputError(" ".join(str(error).split())) from None
+  elif recorded != bool(do_lower_case):
+    raise InputError(
+        "`--do_lower_case=%s` does not fit `--init_checkpoint=%s`: %s says the model was "
+        "trained with do_lower_case=%s, so pass `--do_lower_case=%s`" %
+        (not recorded, init_checkpoint, os.path.join(checkpoint_dir, CASING_FILE_NAME),
+         recorded, recorded))
+
+
 def load_tokenizer(vocab_file, do_lower_case, init_checkpoint=None):
   """Returns the `tokenization.FullTokenizer` of --vocab_file and --do_lower_case.
 
   Args:
     vocab_file: the WordPiece vocabulary (flag --vocab_file).
     do_lower_case: whether to lower-case (flag --do_lower_case).
-    init_checkpoint: the checkpoint the tokens are for (flag --init_checkpoint), or None; a
-      Google checkpoint whose folder name says it is cased or uncased must agree with
-      do_lower_case (`tokenization.validate_case_matches_checkpoint`).
+    init_checkpoint: the checkpoint the tokens are for (flag --init_checkpoint), or None; its
+      casing, where known, must agree with do_lower_case: the casing recorded next to a
+      converted Hugging Face checkpoint (`read_recorded_casing`), or that of a Google checkpoint
+      whose folder name says it is cased or uncased.
 
   Raises:
     InputError: --do_lower_case contradicts the checkpoint, or --vocab_file is missing,
       unreadable or not a WordPiece vocabulary (it has no [UNK] line).
   """
-  try:
-    tokenization.validate_case_matches_checkpoint(do_lower_case, init_checkpoint)
-  except ValueError as error:
-    raise InputError(" ".join(str(error).split())) from None
+  _check_case_matches_checkpoint(do_lower_case, init_checkpoint)
   require_file(vocab_file, "vocab_file")
   try:
     return tokenization.FullTokenizer(vocab_file=vocab_file, do_lower_case=do_lower_case)

@@ -47,34 +47,49 @@ _WORD_CACHE_ENTRIES = 1 << 15
 _WORD_CACHE_MAX_WORD_CHARS = 64
 
 
+def _google_model_name(init_checkpoint):
+  """Returns the folder name in ".../NAME/bert_model.ckpt*", or None for other paths."""
+  match = re.match("^.*?([A-Za-z0-9_-]+)/bert_model.ckpt", init_checkpoint or "")
+  return match.group(1) if match else None
+
+
+def checkpoint_do_lower_case(init_checkpoint):
+  """Returns the casing of a Google checkpoint named in the path, or None for other paths.
+
+  The casing of a checkpoint is not recorded in bert_config.json, so it is guessed from the
+  folder name of `init_checkpoint` (".../uncased_L-12_H-768_A-12/bert_model.ckpt").
+
+  Returns:
+    True for Google's uncased (lower-cased) models, False for its cased ones, None for paths
+    that name none of Google's released models.
+  """
+  model_name = _google_model_name(init_checkpoint)
+  if model_name in _LOWER_CASED_MODELS:
+    return True
+  if model_name in _CASED_MODELS:
+    return False
+  return None
+
+
 def validate_case_matches_checkpoint(do_lower_case, init_checkpoint):
   """Raises ValueError if `do_lower_case` contradicts a Google checkpoint named in the path.
 
-  The casing of a checkpoint is not recorded in bert_config.json, so it is guessed from the
-  folder name of `init_checkpoint` (".../uncased_L-12_H-768_A-12/bert_model.ckpt"). Paths that
-  name none of Google's released models are accepted as they are.
+  Paths that name none of Google's released models are accepted as they are
+  (`checkpoint_do_lower_case`).
 
   Args:
     do_lower_case: bool, the value of the `--do_lower_case` flag.
     init_checkpoint: str or None, the value of the `--init_checkpoint` flag.
   """
-  if not init_checkpoint:
-    return
-  match = re.match("^.*?([A-Za-z0-9_-]+)/bert_model.ckpt", init_checkpoint)
-  if match is None:
-    return
-  model_name = match.group(1)
-  if model_name in _LOWER_CASED_MODELS and not do_lower_case:
-    passed, casing, needed = "False", "uncased (lower-cased)", "True"
-  elif model_name in _CASED_MODELS and do_lower_case:
-    passed, casing, needed = "True", "cased", "False"
-  else:
+  needed = checkpoint_do_lower_case(init_checkpoint)
+  if needed is None or bool(do_lower_case) == needed:
     return
   raise ValueError(
       "`--do_lower_case=%s` does not fit `--init_checkpoint=%s`: `%s` looks like a %s model, "
       "so pass `--do_lower_case=%s` to tokenize as it was pre-trained. (The casing is guessed "
       "from the checkpoint's folder name; if the guess is wrong, remove this check.)"
-      % (passed, init_checkpoint, model_name, casing, needed))
+      % (not needed, init_checkpoint, _google_model_name(init_checkpoint),
+         "uncased (lower-cased)" if needed else "cased", needed))
 
 
 def convert_to_unicode(text):

@@ -67,7 +67,29 @@ def test_original_config_uses_exact_gelu(minilm):
   assert (bert_config["num_hidden_layers"], bert_config["hidden_size"]) == (6, 384)
   assert sorted(os.listdir(original_dir)) == [
       "bert_config.json", "bert_model.ckpt.data-00000-of-00001", "bert_model.ckpt.index",
-      "vocab.txt"]
+      "do_lower_case.json", "vocab.txt"]
+
+
+def test_real_model_casing_is_carried_both_ways(minilm):
+  _, original_dir, back_dir = minilm
+  assert _read_json(os.path.join(original_dir, "do_lower_case.json")) == {"do_lower_case": True}
+  assert _read_json(os.path.join(back_dir, "tokenizer_config.json")) == {
+      "do_lower_case": True, "tokenizer_class": "BertTokenizer", "model_max_length": 512,
+      "unk_token": "[UNK]", "sep_token": "[SEP]", "pad_token": "[PAD]", "cls_token": "[CLS]",
+      "mask_token": "[MASK]"}
+
+
+def test_real_tokenizer_json_gives_the_real_vocab_txt(tmp_path):
+  """The real model's folder without vocab.txt: its tokenizer.json gives the same file."""
+  real_dir = support.real_model_dir()
+  hf_dir = tmp_path / "hf"
+  hf_dir.mkdir()
+  for name in ("model.safetensors", "config.json", "tokenizer.json", "tokenizer_config.json"):
+    (hf_dir / name).symlink_to(os.path.join(real_dir, name))
+  assert convert.hf_to_original(str(hf_dir), str(tmp_path / "original")) is True
+  with open(str(tmp_path / "original" / "vocab.txt"), "rb") as converted, open(
+      os.path.join(real_dir, "vocab.txt"), "rb") as real:
+    assert converted.read() == real.read()
 
 
 def _build_bert_model(bert_config_file, input_ids, input_mask, token_type_ids):
@@ -176,7 +198,12 @@ def test_converted_model_matches_numpy_bert_with_exact_gelu(minilm):
   np.testing.assert_allclose(pooled, expected_pooled, atol=1e-4, rtol=0)
 
 
-# Tiny synthetic models: every tensor name the converter knows, random values.
+# Tiny synthetic models: every tensor name the converter knows, random values, a vocabulary
+# with cased words, and the tokenizer files of transformers.
+TINY_VOCAB = (["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "the", "cat", "sat", "on", "mat",
+               ".", "hello", "Hello", "world", "World", "##s", "##ing", "jim", "Jim", "henson"] +
+              ["w%d" % i for i in range(20)])
+BFLOAT16 = tf.bfloat16.as_numpy_dtype
 TINY_CONFIG = {"vocab_size": 40, "hidden_size": 8, "num_hidden_layers": 2,
                "num_attention_heads": 2, "intermediate_size": 12, "hidden_act": "gelu",
                "hidden_dropout_prob": 0.1, "attention_probs_dropout_prob": 0.1,
@@ -184,8 +211,8 @@ TINY_CONFIG = {"vocab_size": 40, "hidden_size": 8, "num_hidden_layers": 2,
                "initializer_range": 0.02, "layer_norm_eps": 1e-12, "model_type": "bert"}
 
 
-def _tiny_hf_tensors(prefix="", heads=()):
-  """HF-layout tensors of TINY_CONFIG; heads among "pretraining", "classifier", "qa"."""
+def _tiny_hf_tensors(prefix="", heads=(), dtype=np.float32):
+  """HF-layout tensors of TINY_CONFIG in `dtype`; heads among "pretraining", "classifier", "qa"."""
   rng = np.random.RandomState(0)
   v, h, i, p = 40, 8, 12, 16
   shapes = {"embeddings.word_embeddings.weight": [v, h],
@@ -224,17 +251,50 @@ def _tiny_hf_tensors(prefix="", heads=()):
   if "qa" in heads:
     tensors["qa_outputs.weight"] = rng.randn(2, h).astype(np.float32)
     tensors["qa_outputs.bias"] = rng.randn(2).astype(np.float32)
-  return tensors
+  return {name: value.astype(dtype) if value.dtype == np.float32 else value
+          for name, value in tensors.items()}
 
 
-def _write_hf_dir(directory, tensors, config=None):
+def _tokenizer_json(do_lower_case):
+  """A tokenizer.json of TINY_VOCAB as transformers writes it, its vocabulary shuffled."""
+  ids = list(enumerate(TINY_VOCAB))
+  np.random.RandomState(1).shuffle(ids)
+  return {
+      "version": "1.0", "truncation": None, "padding": None,
+      "added_tokens": [{"id": TINY_VOCAB.index(token), "content": token, "special": True}
+                       for token in ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")],
+      "normalizer": {"type": "BertNormalizer", "clean_text": True, "handle_chinese_chars": True,
+                     "strip_accents": None, "lowercase": do_lower_case},
+      "pre_tokenizer": {"type": "BertPreTokenizer"},
+      "decoder": {"type": "WordPiece", "prefix": "##", "cleanup": True},
+      "model": {"type": "WordPiece", "unk_token": "[UNK]", "continuing_subword_prefix": "##",
+                "max_input_chars_per_word": 100,
+                "vocab": {token: token_id for token_id, token in ids}}}
+
+
+def _tokenizer_config(do_lower_case):
+  """A tokenizer_config.json as transformers writes it."""
+  return {"do_lower_case": do_lower_case, "tokenizer_class": "BertTokenizer",
+          "model_max_length": 512, "unk_token": "[UNK]", "sep_token": "[SEP]",
+          "pad_token": "[PAD]", "cls_token": "[CLS]", "mask_token": "[MASK]",
+          "tokenize_chinese_chars": True, "strip_accents": None}
+
+
+def _write_hf_dir(directory, tensors, config=None, tokenizer_files=("vocab.txt",),
+                  do_lower_case=True):
+  """Writes a Hugging Face folder; tokenizer_files among vocab.txt, tokenizer.json and
+  tokenizer_config.json, the last two saying `do_lower_case`."""
   os.makedirs(directory)
   safetensors.numpy.save_file(tensors, os.path.join(directory, "model.safetensors"),
                               metadata={"format": "pt"})
   with open(os.path.join(directory, "config.json"), "w") as writer:
     json.dump(TINY_CONFIG if config is None else config, writer)
-  with open(os.path.join(directory, "vocab.txt"), "w") as writer:
-    writer.write("".join("w%d\n" % i for i in range(40)))
+  contents = {"vocab.txt": lambda: "".join(token + "\n" for token in TINY_VOCAB),
+              "tokenizer.json": lambda: json.dumps(_tokenizer_json(do_lower_case)),
+              "tokenizer_config.json": lambda: json.dumps(_tokenizer_config(do_lower_case))}
+  for name in tokenizer_files:
+    with open(os.path.join(directory, name), "w") as writer:
+      writer.write(contents[name]())
   return directory
 
 
@@ -428,11 +488,15 @@ def test_unknown_original_variable_is_rejected(tmp_path):
     convert.original_to_hf(run_dir, str(tmp_path / "back"))
 
 
-@pytest.mark.parametrize("missing", ["model.safetensors", "config.json", "vocab.txt"])
-def test_missing_input_file_is_rejected(tmp_path, missing):
+@pytest.mark.parametrize("missing, message", [
+    ("model.safetensors", "no model.safetensors in "),
+    ("config.json", "no config.json in "),
+    ("vocab.txt", "no vocab.txt and no tokenizer.json in "),
+])
+def test_missing_input_file_is_rejected(tmp_path, missing, message):
   hf_dir = _write_hf_dir(str(tmp_path / "hf"), _tiny_hf_tensors())
   os.remove(os.path.join(hf_dir, missing))
-  with pytest.raises(script_io.InputError, match="no %s in " % missing):
+  with pytest.raises(script_io.InputError, match=message):
     convert.hf_to_original(hf_dir, str(tmp_path / "original"))
 
 
@@ -465,11 +529,337 @@ def test_empty_output_dir_is_used(tmp_path):
 
 
 def test_missing_safetensors_package_is_explained(tmp_path, monkeypatch):
+  """Reading the Hugging Face layout needs only numpy; writing it needs safetensors."""
   hf_dir = _write_hf_dir(str(tmp_path / "hf"), _tiny_hf_tensors())
   monkeypatch.setitem(sys.modules, "safetensors", None)
   monkeypatch.setitem(sys.modules, "safetensors.numpy", None)
+  convert.hf_to_original(hf_dir, str(tmp_path / "original"))
   with pytest.raises(script_io.InputError, match="pip install safetensors"):
+    convert.original_to_hf(str(tmp_path / "original"), str(tmp_path / "back"))
+
+
+# ------------------------------------------------------------------------------------------------
+# Folders as transformers 5 saves them: tokenizer.json without vocab.txt, half-precision weights,
+# the casing in tokenizer_config.json.
+
+
+def _tokenizer_only_hf_dir(directory, tensors, do_lower_case=True):
+  return _write_hf_dir(directory, tensors, do_lower_case=do_lower_case,
+                       tokenizer_files=("tokenizer.json", "tokenizer_config.json"))
+
+
+def _rewrite_json(path, change):
+  """Applies `change` to the JSON object in `path`."""
+  value = _read_json(path)
+  change(value)
+  with open(path, "w") as writer:
+    json.dump(value, writer)
+
+
+def test_vocabulary_comes_from_tokenizer_json_in_id_order(tmp_path):
+  tensors = _tiny_hf_tensors(prefix="bert.", heads=("classifier",))
+  hf_dir = _tokenizer_only_hf_dir(str(tmp_path / "hf"), tensors)
+  convert.hf_to_original(hf_dir, str(tmp_path / "original"))
+  expected_vocab = "".join(token + "\n" for token in TINY_VOCAB).encode("utf-8")
+  with open(str(tmp_path / "original" / "vocab.txt"), "rb") as reader:
+    assert reader.read() == expected_vocab
+
+  convert.original_to_hf(str(tmp_path / "original"), str(tmp_path / "back"))
+  with open(str(tmp_path / "back" / "vocab.txt"), "rb") as reader:
+    assert reader.read() == expected_vocab
+  back = safetensors.numpy.load_file(str(tmp_path / "back" / "model.safetensors"))
+  assert sorted(back) == sorted(k for k in tensors if not k.endswith("position_ids"))
+  for name, value in back.items():
+    assert value.tobytes() == tensors[name].tobytes(), name
+
+
+def test_vocab_txt_and_tokenizer_json_that_agree(tmp_path):
+  hf_dir = _write_hf_dir(str(tmp_path / "hf"), _tiny_hf_tensors(),
+                         tokenizer_files=("vocab.txt", "tokenizer.json"))
+  convert.hf_to_original(hf_dir, str(tmp_path / "original"))
+  assert _read_json(str(tmp_path / "original" / "do_lower_case.json")) == {
+      "do_lower_case": True}
+
+
+@pytest.mark.parametrize("vocab, message", [
+    (TINY_VOCAB[:5] + [TINY_VOCAB[6], TINY_VOCAB[5]] + TINY_VOCAB[7:],
+     r"vocab.txt and .*tokenizer.json disagree: id 5 is 'cat' in the first, 'the' in the second"),
+    (TINY_VOCAB + ["extra"], r"vocab.txt and .*tokenizer.json disagree: 41 tokens against 40"),
+])
+def test_vocab_txt_and_tokenizer_json_that_disagree(tmp_path, vocab, message):
+  hf_dir = _write_hf_dir(str(tmp_path / "hf"), _tiny_hf_tensors(),
+                         tokenizer_files=("tokenizer.json",))
+  with open(os.path.join(hf_dir, "vocab.txt"), "w") as writer:
+    writer.write("".join(token + "\n" for token in vocab))
+  with pytest.raises(script_io.InputError, match=message):
     convert.hf_to_original(hf_dir, str(tmp_path / "original"))
+
+
+def _set_vocab_id(token, token_id):
+  return lambda tokenizer: tokenizer["model"]["vocab"].update({token: token_id})
+
+
+@pytest.mark.parametrize("change, message", [
+    (_set_vocab_id("[UNK]", 40), r"token '\[UNK\]' has id 40, but the ids of 40 tokens must be "
+     r"0 to 39"),
+    (_set_vocab_id("cat", 5), r"tokens '(the|cat)' and '(the|cat)' both have id 5"),
+    (lambda tokenizer: tokenizer["model"].update(type="BPE"),
+     r"the tokenizer model is 'BPE'; BERT needs a WordPiece vocabulary"),
+    (lambda tokenizer: tokenizer["model"].update(continuing_subword_prefix="@@"),
+     r"continuing_subword_prefix is '@@'; the original tokenizer marks continuing pieces with "
+     r"'##'"),
+    (lambda tokenizer: tokenizer["normalizer"].update(lowercase="yes"),
+     r"tokenizer.json: normalizer.lowercase must be true or false, got 'yes'"),
+], ids=["id_gap", "duplicate_id", "bpe_model", "piece_prefix", "lowercase_not_bool"])
+def test_unusable_tokenizer_json_is_rejected(tmp_path, change, message):
+  hf_dir = _tokenizer_only_hf_dir(str(tmp_path / "hf"), _tiny_hf_tensors())
+  _rewrite_json(os.path.join(hf_dir, "tokenizer.json"), change)
+  with pytest.raises(script_io.InputError, match=message):
+    convert.hf_to_original(hf_dir, str(tmp_path / "original"))
+  assert not os.path.exists(str(tmp_path / "original"))
+
+
+@pytest.mark.parametrize("dtype", [np.float16, BFLOAT16], ids=["float16", "bfloat16"])
+def test_half_precision_weights_widen_to_float32_exactly(tmp_path, dtype):
+  tensors = _tiny_hf_tensors(prefix="bert.", heads=("pretraining",), dtype=dtype)
+  # Zeros of both signs, infinities, a NaN, float16's smallest subnormal and bfloat16's.
+  tensors["bert.embeddings.LayerNorm.bias"] = np.array(
+      [0.0, -0.0, np.inf, -np.inf, np.nan, 2.0 ** -24, 2.0 ** -133, -65504.0],
+      np.float32).astype(dtype)
+  hf_dir = _tokenizer_only_hf_dir(str(tmp_path / "hf"), tensors)
+  convert.hf_to_original(hf_dir, str(tmp_path / "original"))
+  original = _checkpoint_tensors(str(tmp_path / "original" / "bert_model.ckpt"))
+  widened = {name: value.astype(np.float32) for name, value in tensors.items()}
+  assert (original["bert/embeddings/LayerNorm/beta"].tobytes() ==
+          widened["bert.embeddings.LayerNorm.bias"].tobytes())
+  assert (original["bert/encoder/layer_1/intermediate/dense/kernel"].tobytes() ==
+          widened["bert.encoder.layer.1.intermediate.dense.weight"].T.tobytes())
+
+  convert.original_to_hf(str(tmp_path / "original"), str(tmp_path / "back"))
+  back = safetensors.numpy.load_file(str(tmp_path / "back" / "model.safetensors"))
+  assert sorted(back) == sorted(
+      k for k in tensors if k not in ("bert.embeddings.position_ids",
+                                      "cls.predictions.decoder.weight"))
+  for name, value in back.items():
+    assert value.dtype == np.float32 and value.tobytes() == widened[name].tobytes(), name
+    # Narrowing the float32 back gives the stored bits: nothing was lost on the way.
+    assert value.astype(dtype).tobytes() == tensors[name].tobytes(), name
+
+
+def test_other_weight_dtypes_are_rejected(tmp_path):
+  tensors = _tiny_hf_tensors()
+  tensors["encoder.layer.0.output.dense.bias"] = np.zeros(8, np.float64)
+  hf_dir = _write_hf_dir(str(tmp_path / "hf"), tensors)
+  with pytest.raises(script_io.InputError,
+                     match=r"model.safetensors: tensor 'encoder.layer.0.output.dense.bias' is "
+                     r"F64; only F32, F16 and BF16 weights can be converted"):
+    convert.hf_to_original(hf_dir, str(tmp_path / "original"))
+
+
+@pytest.mark.parametrize("keep, message", [
+    (4, r"model.safetensors is not a safetensors file: it has 4 bytes"),
+    (-4, r"model.safetensors: the header entry of '.*' is malformed"),
+])
+def test_truncated_safetensors_file_is_rejected(tmp_path, keep, message):
+  hf_dir = _write_hf_dir(str(tmp_path / "hf"), _tiny_hf_tensors())
+  weights_file = os.path.join(hf_dir, "model.safetensors")
+  with open(weights_file, "rb") as reader:
+    contents = reader.read()
+  with open(weights_file, "wb") as writer:
+    writer.write(contents[:keep])
+  with pytest.raises(script_io.InputError, match=message):
+    convert.hf_to_original(hf_dir, str(tmp_path / "original"))
+
+
+def test_cased_model_keeps_its_casing_both_ways(tmp_path):
+  hf_dir = _tokenizer_only_hf_dir(str(tmp_path / "hf"), _tiny_hf_tensors(), do_lower_case=False)
+  original_dir = str(tmp_path / "original")
+  assert convert.hf_to_original(hf_dir, original_dir) is False
+  assert _read_json(os.path.join(original_dir, "do_lower_case.json")) == {"do_lower_case": False}
+
+  assert convert.original_to_hf(original_dir, str(tmp_path / "back")) is False
+  assert _read_json(str(tmp_path / "back" / "tokenizer_config.json")) == {
+      "do_lower_case": False, "tokenizer_class": "BertTokenizer", "model_max_length": 16,
+      "unk_token": "[UNK]", "sep_token": "[SEP]", "pad_token": "[PAD]", "cls_token": "[CLS]",
+      "mask_token": "[MASK]"}
+  # The folder written by original_to_hf (vocab.txt and our tokenizer_config.json) converts too.
+  assert convert.hf_to_original(str(tmp_path / "back"), str(tmp_path / "again")) is False
+
+
+@pytest.mark.parametrize("init_checkpoint", ["bert_model.ckpt", ""], ids=["prefix", "folder"])
+def test_scripts_check_do_lower_case_against_the_recorded_casing(tmp_path, init_checkpoint):
+  hf_dir = _tokenizer_only_hf_dir(str(tmp_path / "hf"), _tiny_hf_tensors(), do_lower_case=False)
+  original_dir = str(tmp_path / "original")
+  convert.hf_to_original(hf_dir, original_dir)
+  vocab_file = os.path.join(original_dir, "vocab.txt")
+  init_checkpoint = os.path.join(original_dir, init_checkpoint)
+  tokenizer = script_io.load_tokenizer(vocab_file, False, init_checkpoint)
+  assert tokenizer.tokenize("Hello world") == ["Hello", "world"]
+  with pytest.raises(script_io.InputError) as error:
+    script_io.load_tokenizer(vocab_file, True, init_checkpoint)
+  assert str(error.value) == (
+      "`--do_lower_case=True` does not fit `--init_checkpoint=%s`: %s says the model was trained "
+      "with do_lower_case=False, so pass `--do_lower_case=False`" %
+      (init_checkpoint, os.path.join(original_dir, "do_lower_case.json")))
+
+
+@pytest.mark.parametrize("text", ['{"do_lower_case": "false"}', "[]", "no json"])
+def test_malformed_casing_record_is_rejected(tmp_path, text):
+  (tmp_path / "do_lower_case.json").write_text(text)
+  with pytest.raises(script_io.InputError,
+                     match=r'do_lower_case.json must hold \{"do_lower_case": true\} or'):
+    script_io.load_tokenizer(support.VOCAB_FILE, True, str(tmp_path / "bert_model.ckpt"))
+
+
+def test_casing_from_the_normalizer_of_tokenizer_json(tmp_path):
+  hf_dir = _write_hf_dir(str(tmp_path / "hf"), _tiny_hf_tensors(), do_lower_case=False,
+                         tokenizer_files=("tokenizer.json",))
+  assert convert.hf_to_original(hf_dir, str(tmp_path / "original")) is False
+  assert _read_json(str(tmp_path / "original" / "do_lower_case.json")) == {
+      "do_lower_case": False}
+
+
+def test_tokenizer_config_json_decides_over_the_normalizer(tmp_path):
+  """As in transformers 5.24, whose BertTokenizer then keeps the case; the flag can choose."""
+  hf_dir = _tokenizer_only_hf_dir(str(tmp_path / "hf"), _tiny_hf_tensors(), do_lower_case=True)
+  _rewrite_json(os.path.join(hf_dir, "tokenizer_config.json"),
+                lambda config: config.update(do_lower_case=False))
+  assert convert.hf_to_original(hf_dir, str(tmp_path / "original")) is False
+  assert _read_json(str(tmp_path / "original" / "do_lower_case.json")) == {
+      "do_lower_case": False}
+  assert convert.hf_to_original(hf_dir, str(tmp_path / "chosen"), do_lower_case=True) is True
+  assert _read_json(str(tmp_path / "chosen" / "do_lower_case.json")) == {"do_lower_case": True}
+
+
+def test_flag_contradicting_the_tokenizer_files_is_rejected(tmp_path):
+  hf_dir = _tokenizer_only_hf_dir(str(tmp_path / "hf"), _tiny_hf_tensors(), do_lower_case=False)
+  with pytest.raises(script_io.InputError,
+                     match=r"--do_lower_case=True contradicts .*tokenizer_config.json, which says "
+                     r"do_lower_case=False"):
+    convert.hf_to_original(hf_dir, str(tmp_path / "original"), do_lower_case=True)
+
+
+def test_folder_without_casing_records_none_unless_told(tmp_path):
+  """vocab.txt alone: transformers lower-cases, so the scripts should; nothing is recorded."""
+  hf_dir = _write_hf_dir(str(tmp_path / "hf"), _tiny_hf_tensors())
+  assert convert.hf_to_original(hf_dir, str(tmp_path / "default")) is True
+  assert not os.path.exists(str(tmp_path / "default" / "do_lower_case.json"))
+  assert convert.hf_to_original(hf_dir, str(tmp_path / "told"), do_lower_case=False) is False
+  assert _read_json(str(tmp_path / "told" / "do_lower_case.json")) == {"do_lower_case": False}
+
+
+def test_casing_of_original_folders_without_a_record(tmp_path):
+  """A Google model name tells the casing; elsewhere it is the flag, else the scripts' default."""
+  google_dir = str(tmp_path / "cased_L-12_H-768_A-12")
+  convert.hf_to_original(_write_hf_dir(str(tmp_path / "hf"), _tiny_hf_tensors()), google_dir)
+  assert convert.original_to_hf(google_dir, str(tmp_path / "google_hf")) is False
+  assert _read_json(str(tmp_path / "google_hf" / "tokenizer_config.json"))["do_lower_case"] is False
+  with pytest.raises(script_io.InputError,
+                     match=r"--do_lower_case=True contradicts the Google model name in .*"
+                     r"cased_L-12_H-768_A-12/bert_model.ckpt, which says do_lower_case=False"):
+    convert.original_to_hf(google_dir, str(tmp_path / "wrong"), do_lower_case=True)
+
+  own_dir = str(tmp_path / "my_model")
+  shutil.copytree(google_dir, own_dir)
+  assert convert.original_to_hf(own_dir, str(tmp_path / "default_hf")) is True
+  assert convert.original_to_hf(own_dir, str(tmp_path / "told_hf"), do_lower_case=False) is False
+  assert _read_json(str(tmp_path / "told_hf" / "tokenizer_config.json"))["do_lower_case"] is False
+
+
+@pytest.mark.parametrize("do_lower_case", [True, False], ids=["uncased", "cased"])
+def test_transformers_reads_the_written_casing(tmp_path, do_lower_case):
+  transformers = pytest.importorskip(
+      "transformers", reason="transformers is not installed (optional; tokenizer_config.json "
+      "is checked field by field above)")
+  hf_dir = _tokenizer_only_hf_dir(str(tmp_path / "hf"), _tiny_hf_tensors(),
+                                  do_lower_case=do_lower_case)
+  convert.hf_to_original(hf_dir, str(tmp_path / "original"))
+  convert.original_to_hf(str(tmp_path / "original"), str(tmp_path / "back"))
+  expected = ["hello", "world"] if do_lower_case else ["Hello", "World"]
+  for tokenizer_class in (transformers.AutoTokenizer, transformers.BertTokenizer):
+    tokenizer = tokenizer_class.from_pretrained(str(tmp_path / "back"))
+    assert tokenizer.tokenize("Hello World") == expected, tokenizer_class
+
+
+# ------------------------------------------------------------------------------------------------
+# Command line.
+
+
+def _last_error_line(result):
+  """The one ERROR line of a failed run; fails the test on a traceback or another exit code."""
+  assert result.returncode == 1, result.stderr
+  assert "Traceback" not in result.stderr, result.stderr
+  lines = result.stderr.strip().splitlines()
+  assert [line for line in lines if line.startswith("ERROR: ")] == lines[-1:], result.stderr
+  return lines[-1]
+
+
+@pytest.mark.slow
+def test_command_line_converts_a_transformers_5_folder_both_ways(tmp_path):
+  """tokenizer.json only, bfloat16 weights, a cased model."""
+  tensors = _tiny_hf_tensors(dtype=BFLOAT16)
+  hf_dir = _tokenizer_only_hf_dir(str(tmp_path / "hf"), tensors, do_lower_case=False)
+  original_dir = str(tmp_path / "original")
+  result = support.run_script("convert_hf_checkpoint", [
+      "--direction=hf_to_original", "--input_dir=" + hf_dir, "--output_dir=" + original_dir])
+  assert result.returncode == 0, result.stderr
+  assert result.stdout == "Run the scripts on %s with --do_lower_case=False\n" % original_dir
+
+  back_dir = str(tmp_path / "back")
+  result = support.run_script("convert_hf_checkpoint", [
+      "--direction=original_to_hf", "--input_dir=" + original_dir, "--output_dir=" + back_dir])
+  assert result.returncode == 0, result.stderr
+  assert result.stdout == "%s says do_lower_case=False\n" % os.path.join(
+      back_dir, "tokenizer_config.json")
+  back = safetensors.numpy.load_file(os.path.join(back_dir, "model.safetensors"))
+  for name, value in back.items():
+    assert value.astype(BFLOAT16).tobytes() == tensors[name].tobytes(), name
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("make_bad, message", [
+    (lambda hf_dir: _write_hf_dir(hf_dir, dict(_tiny_hf_tensors(), **{
+        "pooler.dense.bias": np.zeros(8, np.int32)})),
+     "ERROR: %(hf)s/model.safetensors: tensor 'pooler.dense.bias' is I32; only F32, F16 and "
+     "BF16 weights can be converted"),
+    (lambda hf_dir: _rewrite_json(
+        os.path.join(_tokenizer_only_hf_dir(hf_dir, _tiny_hf_tensors()), "tokenizer.json"),
+        _set_vocab_id("[UNK]", 40)),
+     "ERROR: %(hf)s/tokenizer.json: token '[UNK]' has id 40, but the ids of 40 tokens must be 0 "
+     "to 39"),
+    (lambda hf_dir: _rewrite_json(
+        os.path.join(_tokenizer_only_hf_dir(hf_dir, _tiny_hf_tensors()), "tokenizer_config.json"),
+        lambda config: config.update(do_lower_case="no")),
+     "ERROR: %(hf)s/tokenizer_config.json: do_lower_case must be true or false, got 'no'"),
+], ids=["int32_weight", "id_gap", "casing_not_bool"])
+def test_command_line_bad_input_is_one_line(tmp_path, make_bad, message):
+  hf_dir = str(tmp_path / "hf")
+  make_bad(hf_dir)
+  result = support.run_script("convert_hf_checkpoint", [
+      "--direction=hf_to_original", "--input_dir=" + hf_dir,
+      "--output_dir=" + str(tmp_path / "original")])
+  assert _last_error_line(result) == message % {"hf": hf_dir}
+  assert not os.path.exists(str(tmp_path / "original"))
+
+
+@pytest.mark.slow
+def test_scripts_refuse_a_do_lower_case_the_converted_model_contradicts(tmp_path):
+  hf_dir = _tokenizer_only_hf_dir(str(tmp_path / "hf"), _tiny_hf_tensors(), do_lower_case=False)
+  original_dir = str(tmp_path / "original")
+  convert.hf_to_original(hf_dir, original_dir)
+  (tmp_path / "input.txt").write_text("Hello World\n")
+  init_checkpoint = os.path.join(original_dir, "bert_model.ckpt")
+  result = support.run_script("extract_features", [
+      "--input_file=" + str(tmp_path / "input.txt"),
+      "--output_file=" + str(tmp_path / "features.jsonl"),
+      "--vocab_file=" + os.path.join(original_dir, "vocab.txt"),
+      "--bert_config_file=" + os.path.join(original_dir, "bert_config.json"),
+      "--init_checkpoint=" + init_checkpoint, "--do_lower_case=True", "--max_seq_length=8",
+      "--layers=-1"])
+  assert _last_error_line(result) == (
+      "ERROR: `--do_lower_case=True` does not fit `--init_checkpoint=%s`: %s says the model was "
+      "trained with do_lower_case=False, so pass `--do_lower_case=False`" %
+      (init_checkpoint, os.path.join(original_dir, "do_lower_case.json")))
 
 
 @pytest.mark.slow
