@@ -514,26 +514,16 @@ def _hf_architecture(original_names):
 
 @contextlib.contextmanager
 def _atomic_output_dir(output_dir):
-  """Yields a temporary folder that becomes `output_dir` when the block completes.
+  """Yields a new temporary folder that becomes `output_dir` when the block completes.
 
   Raises:
     script_io.InputError: `output_dir` exists and is not empty.
   """
-  output_dir = output_dir.rstrip("/")
   if tf.io.gfile.exists(output_dir) and tf.io.gfile.listdir(output_dir):
     raise script_io.InputError("output folder %s exists and is not empty" % output_dir)
-  temporary = output_dir + ".incomplete"
-  if tf.io.gfile.exists(temporary):
-    tf.io.gfile.rmtree(temporary)
-  tf.io.gfile.makedirs(temporary)
-  try:
+  with script_io.atomic_output(output_dir) as temporary:
+    tf.io.gfile.makedirs(temporary)
     yield temporary
-  except BaseException:
-    tf.io.gfile.rmtree(temporary)
-    raise
-  if tf.io.gfile.exists(output_dir):
-    tf.io.gfile.rmtree(output_dir)
-  tf.io.gfile.rename(temporary, output_dir)
 
 
 def _hf_vocab_tokens(hf_dir, tokenizer, tokenizer_file):

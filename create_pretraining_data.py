@@ -639,7 +639,7 @@ def _write_records(records, output_files, inv_vocab):
   with contextlib.ExitStack() as stack:
     writers = []
     for output_file in output_files:
-      temporary_file = stack.enter_context(script_io.atomic_output_path(output_file))
+      temporary_file = stack.enter_context(script_io.atomic_output(output_file))
       writers.append(tf.io.TFRecordWriter(temporary_file))
       stack.callback(writers[-1].close)  # Runs before the renaming, entered earlier.
     total_written = 0

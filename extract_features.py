@@ -14,9 +14,12 @@ import json
 import re
 
 from absl import flags
-import estimator_lib
+import estimator_setup
+import flag_groups
+import input_pipeline
 import modeling
 import numpy as np
+import precision
 import script_io
 import tensorflow.compat.v1 as tf
 import tokenization
@@ -53,8 +56,8 @@ flags.DEFINE_bool(
 
 flags.DEFINE_integer("batch_size", 32, "Batch size for predictions.")
 
-estimator_lib.define_tpu_flags()
-estimator_lib.define_speed_flags()
+flag_groups.define_tpu_flags()
+flag_groups.define_speed_flags()
 
 flags.DEFINE_bool(
     "use_one_hot_embeddings", False,
@@ -95,14 +98,15 @@ class InputFeatures(object):
 _SEQUENCE_FEATURES = ("input_ids", "input_mask", "input_type_ids")
 
 
-def input_fn_builder(features, seq_length, trim_padding=False):
+def input_fn_builder(features, seq_length, trim_padding=False, batch_by_length=False):
   """Creates an `input_fn` that serves `features` from memory, in order, once.
 
   Args:
     features: list of `InputFeatures`.
     seq_length: length of every feature's input lists.
-    trim_padding: cut batches to their longest sequence (off TPU; see estimator_lib); the
-      outputs hold real tokens only, so nothing written changes.
+    trim_padding: cut batches to their longest sequence (off TPU), with batch_by_length of
+      examples of similar length (see input_pipeline.batch_features); the outputs hold real
+      tokens only, in input order, so nothing written changes.
 
   Returns:
     input_fn(params) -> `tf.data.Dataset` of dicts with "unique_ids" [batch_size] and
@@ -128,22 +132,26 @@ def input_fn_builder(features, seq_length, trim_padding=False):
         "input_type_ids": tf.constant(columns["input_type_ids"],
                                       shape=[num_examples, seq_length], dtype=tf.int32),
     })
-    return estimator_lib.batch_features(
+    return input_pipeline.batch_features(
         dataset, params["batch_size"], is_training=False, drop_remainder=False,
-        trim_padding=trim_padding, sequence_features=_SEQUENCE_FEATURES)
+        trim_padding=trim_padding, batch_by_length=batch_by_length,
+        sequence_features=_SEQUENCE_FEATURES)
 
   return input_fn
 
 
 def model_fn_builder(bert_config, init_checkpoint, layer_indexes, use_tpu,
-                     use_one_hot_embeddings, compute_type=tf.float32):
+                     use_one_hot_embeddings, options=None):
   """Returns a TPUEstimator `model_fn` that predicts the activations of `layer_indexes`.
 
   Predictions: "unique_id" [batch_size] and, for the j-th entry of `layer_indexes`,
   "layer_output_j" [batch_size, seq_length, hidden_size] float32 (seq_length is the batch's, cut
-  with trim_padding), and "example_index" passed through when the input has it.
-  `compute_type` is the encoder's (`modeling.BertModel`).
+  with trim_padding), and "example_index" passed through when the input has it. `options`, the
+  `estimator_setup.RunOptions` that make_estimator gets too, give the encoder's precision;
+  None means the defaults with `use_tpu`.
   """
+  options = estimator_setup.model_fn_options(options, use_tpu)
+  compute_type = precision.compute_type_for(options.precision, use_tpu)
 
   def model_fn(features, labels, mode, params):  # pylint: disable=unused-argument
     """The `model_fn` for TPUEstimator."""
@@ -157,7 +165,7 @@ def model_fn_builder(bert_config, init_checkpoint, layer_indexes, use_tpu,
         token_type_ids=features["input_type_ids"],
         use_one_hot_embeddings=use_one_hot_embeddings,
         compute_type=compute_type)
-    scaffold_fn = estimator_lib.init_from_checkpoint(init_checkpoint, use_tpu)
+    scaffold_fn = estimator_setup.init_from_checkpoint(init_checkpoint, use_tpu)
 
     all_layers = model.get_all_encoder_layers()
     predictions = {"unique_id": features["unique_ids"]}
@@ -168,7 +176,7 @@ def model_fn_builder(bert_config, init_checkpoint, layer_indexes, use_tpu,
     return tf.estimator.tpu.TPUEstimatorSpec(
         mode=mode, predictions=predictions, scaffold_fn=scaffold_fn)
 
-  return model_fn
+  return estimator_setup.built_for(model_fn, options)
 
 
 def convert_examples_to_features(examples, seq_length, tokenizer):
@@ -362,7 +370,8 @@ def feature_line(feature, result, layer_indexes):
 def main(_):
   tf.logging.set_verbosity(tf.logging.INFO)
 
-  bert_config = estimator_lib.load_bert_config(FLAGS.bert_config_file, FLAGS.max_seq_length)
+  options = estimator_setup.RunOptions.from_flag_values(FLAGS.flag_values_dict())
+  bert_config = estimator_setup.load_bert_config(FLAGS.bert_config_file, FLAGS.max_seq_length)
   if FLAGS.max_seq_length < 3:
     raise script_io.InputError(
         "--max_seq_length=%d leaves no room for [CLS] A [SEP] B [SEP]" % FLAGS.max_seq_length)
@@ -372,7 +381,7 @@ def main(_):
   script_io.require_file(FLAGS.input_file, "input_file")
   tokenizer = script_io.load_tokenizer(FLAGS.vocab_file, FLAGS.do_lower_case,
                                        FLAGS.init_checkpoint)
-  estimator_lib.check_init_checkpoint(FLAGS.init_checkpoint)
+  estimator_setup.check_init_checkpoint(FLAGS.init_checkpoint)
   if not FLAGS.output_file:
     raise script_io.InputError("--output_file is required")
 
@@ -389,22 +398,25 @@ def main(_):
       bert_config=bert_config,
       init_checkpoint=FLAGS.init_checkpoint,
       layer_indexes=layer_indexes,
-      use_tpu=FLAGS.use_tpu,
+      use_tpu=options.use_tpu,
       use_one_hot_embeddings=FLAGS.use_one_hot_embeddings,
-      compute_type=estimator_lib.compute_type_from_flags())
+      options=options)
   # No model_dir: nothing is trained or saved, the weights come from --init_checkpoint.
-  estimator = estimator_lib.make_estimator(model_fn, None, predict_batch_size=FLAGS.batch_size)
+  estimator = estimator_setup.make_estimator(model_fn, None, options,
+                                             predict_batch_size=FLAGS.batch_size)
   input_fn = input_fn_builder(features=features, seq_length=FLAGS.max_seq_length,
-                              trim_padding=estimator_lib.trims_padding())
+                              trim_padding=options.trims_padding,
+                              batch_by_length=options.batch_by_length)
 
-  with script_io.atomic_open(FLAGS.output_file) as writer:
-    for num_written, result in enumerate(
-        estimator_lib.restore_input_order(
-            estimator.predict(input_fn, yield_single_examples=True)), 1):
-      feature = unique_id_to_feature[int(result["unique_id"])]
-      writer.write(feature_line(feature, result, layer_indexes) + "\n")
-      if num_written % 1000 == 0:
-        tf.logging.info("Wrote %d of %d lines", num_written, len(features))
+  with script_io.atomic_output(FLAGS.output_file) as temporary:
+    with tf.io.gfile.GFile(temporary, "w") as writer:
+      for num_written, result in enumerate(
+          input_pipeline.restore_input_order(
+              estimator.predict(input_fn, yield_single_examples=True)), 1):
+        feature = unique_id_to_feature[int(result["unique_id"])]
+        writer.write(feature_line(feature, result, layer_indexes) + "\n")
+        if num_written % 1000 == 0:
+          tf.logging.info("Wrote %d of %d lines", num_written, len(features))
   tf.logging.info("Wrote %d lines to %s", len(features), FLAGS.output_file)
 
 
@@ -414,4 +426,4 @@ if __name__ == "__main__":
   flags.mark_flag_as_required("bert_config_file")
   flags.mark_flag_as_required("init_checkpoint")
   flags.mark_flag_as_required("output_file")
-  script_io.run_main(main, before_start=estimator_lib.configure_xla)
+  script_io.run_main(main, before_start=lambda: precision.configure_xla(FLAGS.use_xla))

@@ -21,7 +21,6 @@ import json
 import math
 import numbers
 import re
-import sys
 
 import tensorflow.compat.v1 as tf
 
@@ -174,7 +173,7 @@ class BertModel(object):
         TPUs) instead of a gather.
       scope: (optional) variable scope name. Defaults to "bert".
       compute_type: tf.float32 (the original graph), tf.bfloat16 or tf.float16; see
-        `get_compute_type` and `compute_type_support`.
+        `get_compute_type`, and `precision.compute_type_support` for the hardware.
 
     Raises:
       ValueError: the config is invalid, an input has the wrong rank or shape, the sequence
@@ -297,56 +296,6 @@ def get_compute_type(precision):
     raise ValueError("Unsupported precision %r: supported are %s" %
                      (precision, ", ".join(repr(name) for name in _COMPUTE_TYPES)))
   return _COMPUTE_TYPES[precision]
-
-
-def compute_type_support(compute_type):
-  """Tells whether this machine has hardware that makes `compute_type` faster than float32.
-
-  The rule: float32 always; on a GPU (the first one TensorFlow sees), bfloat16 from compute
-  capability 8.0 (Ampere) and float16 from 7.0 (Volta tensor cores); on a CPU without GPU,
-  bfloat16 with AMX-BF16 or AVX512_BF16 (oneDNN's bfloat16 kernels; elsewhere bfloat16 is
-  emulated, no faster than float32), float16 never (TensorFlow 2.15 emulates float16 matrix
-  multiplications on CPU, hundreds of times slower than float32). Cloud TPUs compute in
-  bfloat16 natively: this function looks at the local machine only, so do not ask it on TPU.
-
-  Args:
-    compute_type: tf.float32, tf.bfloat16 or tf.float16.
-
-  Returns:
-    (supported, hardware): bool, and a few words on the hardware found, for a log line such as
-    "running in float32: CPU without AMX-BF16 or AVX512_BF16".
-  """
-  compute_type = _check_compute_type(compute_type)
-  gpus = tf.config.list_physical_devices("GPU")
-  if gpus:
-    capability = tf.config.experimental.get_device_details(gpus[0]).get(
-        "compute_capability") or (0, 0)
-    hardware = "GPU of compute capability %d.%d" % tuple(capability)
-    needed = {tf.float32: (0, 0), tf.bfloat16: (8, 0), tf.float16: (7, 0)}[compute_type]
-    return tuple(capability) >= needed, hardware
-  if compute_type == tf.float32:
-    return True, "CPU"
-  if compute_type == tf.float16:
-    return False, "CPU (no fast float16 matrix multiplication in TensorFlow on CPU)"
-  flags = _cpu_flags()
-  for flag, name in (("amx_bf16", "AMX-BF16"), ("avx512_bf16", "AVX512_BF16")):
-    if flag in flags:
-      return True, "CPU with %s" % name
-  return False, "CPU without AMX-BF16 or AVX512_BF16"
-
-
-def _cpu_flags():
-  """Returns the set of CPU feature flags Linux reports; empty elsewhere."""
-  if not sys.platform.startswith("linux"):
-    return set()
-  try:
-    with open("/proc/cpuinfo") as cpuinfo:
-      for line in cpuinfo:
-        if line.startswith("flags"):
-          return set(line.split(":", 1)[1].split())
-  except OSError:
-    pass
-  return set()
 
 
 def _check_compute_type(compute_type):
@@ -1014,3 +963,9 @@ def assert_rank(tensor, expected_rank, name=None):
     raise ValueError(
         "The tensor `%s` in scope `%s` has rank %s (shape %s) but rank %s was expected" %
         (name, tf.get_variable_scope().name, actual_rank, tensor.shape, expected))
+
+
+def compute_type_support(compute_type):
+  """Kept for code that calls it here: the hardware check is `precision.compute_type_support`."""
+  import precision  # pylint: disable=import-outside-toplevel
+  return precision.compute_type_support(compute_type)

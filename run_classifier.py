@@ -24,10 +24,13 @@ import math
 import os
 
 from absl import flags
-import estimator_lib
+import estimator_setup
+import flag_groups
+import input_pipeline
 import modeling
 import numpy as np
 import optimization
+import precision
 import script_io
 import serving
 import tensorflow.compat.v1 as tf
@@ -90,9 +93,9 @@ flags.DEFINE_integer("save_checkpoints_steps", 1000, "How often to save the mode
 
 flags.DEFINE_integer("iterations_per_loop", 1000, "How many steps to make in each estimator call.")
 
-estimator_lib.define_tpu_flags()
-estimator_lib.define_scale_flags()
-estimator_lib.define_speed_flags()
+flag_groups.define_tpu_flags()
+flag_groups.define_scale_flags()
+flag_groups.define_speed_flags()
 serving.define_export_flag()
 
 FLAGS = flags.FLAGS
@@ -554,7 +557,7 @@ def file_based_convert_examples_to_features(examples, label_list, max_seq_length
   label_ids (one int64, or one float for regression) and is_real_example (one int64). The file
   appears only once complete.
   """
-  with script_io.atomic_output_path(output_file) as temporary_file:
+  with script_io.atomic_output(output_file) as temporary_file:
     with tf.io.TFRecordWriter(temporary_file) as writer:
       for (ex_index, example) in enumerate(examples):
         if ex_index % 10000 == 0:
@@ -564,7 +567,7 @@ def file_based_convert_examples_to_features(examples, label_list, max_seq_length
 
 
 def file_based_input_fn_builder(input_file, seq_length, is_training, drop_remainder,
-                                is_regression=False, trim_padding=False):
+                                is_regression=False, trim_padding=False, batch_by_length=False):
   """Creates an `input_fn` for TPUEstimator that reads a file of the records above.
 
   Args:
@@ -573,7 +576,8 @@ def file_based_input_fn_builder(input_file, seq_length, is_training, drop_remain
     is_training: whether to repeat and shuffle the records.
     drop_remainder: whether to drop a last, smaller batch (TPUs need fixed shapes).
     is_regression: whether label_ids are floats.
-    trim_padding: cut batches to their longest sequence (off TPU; see estimator_lib).
+    trim_padding: cut batches to their longest sequence (off TPU), with batch_by_length of
+      examples of similar length (see input_pipeline.batch_features).
 
   Returns:
     input_fn(params) giving batches of input_ids, input_mask, segment_ids
@@ -587,8 +591,8 @@ def file_based_input_fn_builder(input_file, seq_length, is_training, drop_remain
       "label_ids": tf.FixedLenFeature([], tf.float32 if is_regression else tf.int64),
       "is_real_example": tf.FixedLenFeature([], tf.int64),
   }
-  return estimator_lib.file_based_input_fn_builder(
-      input_file, name_to_features, is_training, drop_remainder, trim_padding)
+  return input_pipeline.file_based_input_fn_builder(
+      input_file, name_to_features, is_training, drop_remainder, trim_padding, batch_by_length)
 
 
 def _truncate_seq_pair(tokens_a, tokens_b, max_length):
@@ -673,15 +677,18 @@ def _regression_metric_fn(per_example_loss, is_real_example):
 
 def model_fn_builder(bert_config, num_labels, init_checkpoint, learning_rate, num_train_steps,
                      num_warmup_steps, use_tpu, use_one_hot_embeddings, is_regression=False,
-                     gradient_accumulation_steps=1, compute_type=tf.float32):
+                     options=None):
   """Returns a TPUEstimator `model_fn` that trains, evaluates or predicts with `create_model`.
 
   Predictions are {"probabilities": [batch_size, num_labels]}, or {"score": [batch_size]} for
   regression (and "example_index" passed through when the input has it, see
-  estimator_lib.restore_input_order). PREDICT needs only the features input_ids, input_mask
-  and segment_ids. Training makes one update every `gradient_accumulation_steps` micro-batches
-  (see create_optimizer). `compute_type` is the encoder's; float16 trains with loss scaling.
+  input_pipeline.restore_input_order). PREDICT needs only the features input_ids, input_mask
+  and segment_ids. `options`, the `estimator_setup.RunOptions` that make_estimator gets too,
+  give the encoder's precision (float16 trains with loss scaling) and the micro-batches per
+  update (see create_optimizer); None means the defaults with `use_tpu`.
   """
+  options = estimator_setup.model_fn_options(options, use_tpu)
+  compute_type = precision.compute_type_for(options.precision, use_tpu)
 
   def model_fn(features, labels, mode, params):  # pylint: disable=unused-argument
     """The `model_fn` for TPUEstimator."""
@@ -704,13 +711,13 @@ def model_fn_builder(bert_config, num_labels, init_checkpoint, learning_rate, nu
         bert_config, is_training, features["input_ids"], features["input_mask"],
         features["segment_ids"], label_ids, num_labels, use_one_hot_embeddings, is_regression,
         compute_type)
-    scaffold_fn = estimator_lib.init_from_checkpoint(init_checkpoint, use_tpu)
+    scaffold_fn = estimator_setup.init_from_checkpoint(init_checkpoint, use_tpu)
 
     if mode == tf.estimator.ModeKeys.TRAIN:
       train_op = optimization.create_optimizer(
           total_loss, learning_rate, num_train_steps, num_warmup_steps, use_tpu,
-          gradient_accumulation_steps=gradient_accumulation_steps,
-          **estimator_lib.mixed_precision_optimizer_options(compute_type))
+          gradient_accumulation_steps=options.gradient_accumulation_steps,
+          **precision.mixed_precision_optimizer_options(compute_type))
       return tf.estimator.tpu.TPUEstimatorSpec(
           mode=mode, loss=total_loss, train_op=train_op, scaffold_fn=scaffold_fn)
     if mode == tf.estimator.ModeKeys.EVAL:
@@ -726,7 +733,211 @@ def model_fn_builder(bert_config, num_labels, init_checkpoint, learning_rate, nu
     return tf.estimator.tpu.TPUEstimatorSpec(
         mode=mode, predictions=predictions, scaffold_fn=scaffold_fn)
 
-  return model_fn
+  return estimator_setup.built_for(model_fn, options)
+
+
+def _processor_for_task(task_name):
+  """Returns the processor of --task_name, matched without regard to case."""
+  if not task_name or task_name.lower() not in PROCESSORS:
+    raise script_io.InputError(
+        "--task_name=%s is not a known task; the tasks are %s" %
+        (task_name, ", ".join(sorted(PROCESSORS))))
+  return PROCESSORS[task_name.lower()]()
+
+
+def _padded_for_tpu(examples, batch_size, use_tpu):
+  """On TPU, appends `PaddingInputExample`s up to a multiple of `batch_size`."""
+  if not use_tpu:
+    return list(examples)
+  num_padding = -len(examples) % batch_size
+  return list(examples) + [PaddingInputExample() for _ in range(num_padding)]
+
+
+def _log_run(title, examples, num_actual_examples, batch_size):
+  """Logs the start of an evaluation or prediction over `examples`, padding included."""
+  tf.logging.info("***** Running %s *****", title)
+  tf.logging.info("  Num examples = %d (%d actual, %d padding)", len(examples),
+                  num_actual_examples, len(examples) - num_actual_examples)
+  tf.logging.info("  Batch size = %d", batch_size)
+
+
+def _train(estimator, options, train_examples, label_list, tokenizer, num_train_steps):
+  """Writes train.tf_record and trains for `num_train_steps`."""
+  is_regression = label_list is None
+  train_file = os.path.join(FLAGS.output_dir, "train.tf_record")
+  file_based_convert_examples_to_features(
+      train_examples, label_list, FLAGS.max_seq_length, tokenizer, train_file)
+  tf.logging.info("***** Running training *****")
+  tf.logging.info("  Num examples = %d", len(train_examples))
+  tf.logging.info("  Batch size = %d", FLAGS.train_batch_size)
+  tf.logging.info("  Num steps = %d", num_train_steps)
+  train_input_fn = file_based_input_fn_builder(
+      train_file, FLAGS.max_seq_length, is_training=True, drop_remainder=True,
+      is_regression=is_regression, trim_padding=options.trims_padding,
+      batch_by_length=options.batch_by_length)
+  estimator.train(input_fn=train_input_fn, max_steps=num_train_steps)
+
+
+def _evaluate(estimator, options, eval_examples, label_list, tokenizer):
+  """Writes eval.tf_record, evaluates on it and writes eval_results.txt.
+
+  For regression, the Pearson and Spearman correlations of the predicted and true scores are
+  computed from a prediction pass over the same records: a rank correlation cannot be streamed.
+  """
+  is_regression = label_list is None
+  batch_size = FLAGS.eval_batch_size
+  if is_regression:
+    # The prediction pass reads the same file in batches of predict_batch_size.
+    batch_size = math.lcm(FLAGS.eval_batch_size, FLAGS.predict_batch_size)
+  examples = _padded_for_tpu(eval_examples, batch_size, options.use_tpu)
+  eval_file = os.path.join(FLAGS.output_dir, "eval.tf_record")
+  file_based_convert_examples_to_features(
+      examples, label_list, FLAGS.max_seq_length, tokenizer, eval_file)
+  _log_run("evaluation", examples, len(eval_examples), FLAGS.eval_batch_size)
+
+  # TPUs need fixed batch shapes, so the padded set is read in whole batches.
+  eval_steps = len(examples) // FLAGS.eval_batch_size if options.use_tpu else None
+  eval_input_fn = file_based_input_fn_builder(
+      eval_file, FLAGS.max_seq_length, is_training=False, drop_remainder=options.use_tpu,
+      is_regression=is_regression, trim_padding=options.trims_padding,
+      batch_by_length=options.batch_by_length)
+  result = estimator.evaluate(input_fn=eval_input_fn, steps=eval_steps)
+  if is_regression:
+    predictions = input_pipeline.restore_input_order(estimator.predict(input_fn=eval_input_fn))
+    scores = [prediction["score"] for prediction, _ in zip(predictions, eval_examples)]
+    result.update(correlations(scores, [float(example.label) for example in eval_examples]))
+  script_io.write_eval_results(os.path.join(FLAGS.output_dir, "eval_results.txt"), result)
+
+
+def _predict(estimator, options, predict_examples, label_list, tokenizer):
+  """Writes predict.tf_record, predicts on it and writes test_results.tsv.
+
+  test_results.tsv has one line per test example, in input order: the class probabilities in
+  the order of the task's labels, tab-separated, or the predicted score for regression.
+  """
+  is_regression = label_list is None
+  examples = _padded_for_tpu(predict_examples, FLAGS.predict_batch_size, options.use_tpu)
+  predict_file = os.path.join(FLAGS.output_dir, "predict.tf_record")
+  file_based_convert_examples_to_features(
+      examples, label_list, FLAGS.max_seq_length, tokenizer, predict_file)
+  _log_run("prediction", examples, len(predict_examples), FLAGS.predict_batch_size)
+
+  predict_input_fn = file_based_input_fn_builder(
+      predict_file, FLAGS.max_seq_length, is_training=False, drop_remainder=options.use_tpu,
+      is_regression=is_regression, trim_padding=options.trims_padding,
+      batch_by_length=options.batch_by_length)
+  predictions = input_pipeline.restore_input_order(estimator.predict(input_fn=predict_input_fn))
+  output_predict_file = os.path.join(FLAGS.output_dir, "test_results.tsv")
+  num_written_lines = 0
+  with script_io.atomic_output(output_predict_file) as temporary:
+    with tf.io.gfile.GFile(temporary, "w") as writer:
+      tf.logging.info("***** Predict results *****")
+      # The padding examples come last; zip stops before them.
+      for prediction, _ in zip(predictions, predict_examples):
+        if is_regression:
+          writer.write("%s\n" % prediction["score"])
+        else:
+          writer.write("\t".join(str(p) for p in prediction["probabilities"]) + "\n")
+        num_written_lines += 1
+  assert num_written_lines == len(predict_examples)
+
+
+def _export(bert_config, label_list):
+  """Writes the model of the latest checkpoint (or --init_checkpoint) into --export_dir.
+
+  The SavedModel's serving_default signature returns "probabilities" [batch_size, num_labels],
+  or "score" [batch_size] for regression; see serving.py. `ClassifierPredictor` serves it.
+  """
+  is_regression = label_list is None
+  model_fn = model_fn_builder(
+      bert_config=bert_config,
+      num_labels=1 if is_regression else len(label_list),
+      init_checkpoint=None,
+      learning_rate=FLAGS.learning_rate,
+      num_train_steps=None,
+      num_warmup_steps=None,
+      use_tpu=False,
+      use_one_hot_embeddings=False,
+      is_regression=is_regression)
+  serving.export_saved_model(
+      model_fn, serving.checkpoint_to_export(FLAGS.output_dir, FLAGS.init_checkpoint),
+      FLAGS.export_dir, FLAGS.max_seq_length, FLAGS.vocab_file,
+      settings={"exported_by": "run_classifier.py", "task_name": FLAGS.task_name.lower(),
+                "labels": label_list, "do_lower_case": FLAGS.do_lower_case})
+
+
+def main(_):
+  tf.logging.set_verbosity(tf.logging.INFO)
+
+  if not (FLAGS.do_train or FLAGS.do_eval or FLAGS.do_predict or FLAGS.export_dir):
+    raise script_io.InputError(
+        "at least one of --do_train, --do_eval or --do_predict must be true, or --export_dir "
+        "given")
+  if (FLAGS.do_train or FLAGS.do_eval or FLAGS.do_predict) and not FLAGS.data_dir:
+    raise script_io.InputError("--data_dir is required by --do_train, --do_eval and --do_predict")
+  options = estimator_setup.RunOptions.from_flag_values(FLAGS.flag_values_dict())
+  estimator_setup.check_scale_options(options, FLAGS.train_batch_size, {
+      "--do_eval": FLAGS.do_eval, "--do_predict": FLAGS.do_predict,
+      "--export_dir": FLAGS.export_dir})
+  if FLAGS.export_dir and not FLAGS.do_train:
+    serving.checkpoint_to_export(FLAGS.output_dir, FLAGS.init_checkpoint)
+  tokenizer = script_io.load_tokenizer(FLAGS.vocab_file, FLAGS.do_lower_case,
+                                       FLAGS.init_checkpoint)
+  estimator_setup.check_init_checkpoint(FLAGS.init_checkpoint)
+  processor = _processor_for_task(FLAGS.task_name)
+  bert_config = estimator_setup.load_bert_config(FLAGS.bert_config_file, FLAGS.max_seq_length)
+
+  # All sets are read first, so a bad line in test.tsv stops the run before training does.
+  label_list = processor.get_labels()
+  train_examples = processor.get_train_examples(FLAGS.data_dir) if FLAGS.do_train else None
+  eval_examples = processor.get_dev_examples(FLAGS.data_dir) if FLAGS.do_eval else None
+  predict_examples = processor.get_test_examples(FLAGS.data_dir) if FLAGS.do_predict else None
+
+  num_train_steps = None
+  num_warmup_steps = None
+  if FLAGS.do_train:
+    num_train_steps = int(len(train_examples) / FLAGS.train_batch_size * FLAGS.num_train_epochs)
+    num_warmup_steps = int(num_train_steps * FLAGS.warmup_proportion)
+    if num_train_steps < 1:
+      raise script_io.InputError(
+          "--do_train: %d training examples make no full batch of --train_batch_size=%d in "
+          "--num_train_epochs=%s" %
+          (len(train_examples), FLAGS.train_batch_size, FLAGS.num_train_epochs))
+
+  tf.gfile.MakeDirs(FLAGS.output_dir)
+  is_regression = label_list is None
+  model_fn = model_fn_builder(
+      bert_config=bert_config,
+      num_labels=1 if is_regression else len(label_list),
+      init_checkpoint=FLAGS.init_checkpoint,
+      learning_rate=FLAGS.learning_rate,
+      num_train_steps=num_train_steps,
+      num_warmup_steps=num_warmup_steps,
+      use_tpu=options.use_tpu,
+      use_one_hot_embeddings=options.use_tpu,
+      is_regression=is_regression,
+      options=options)
+  estimator = estimator_setup.make_estimator(
+      model_fn, FLAGS.output_dir, options,
+      train_batch_size=FLAGS.train_batch_size,
+      eval_batch_size=FLAGS.eval_batch_size,
+      predict_batch_size=FLAGS.predict_batch_size,
+      save_checkpoints_steps=FLAGS.save_checkpoints_steps,
+      iterations_per_loop=FLAGS.iterations_per_loop)
+
+  if FLAGS.do_train:
+    _train(estimator, options, train_examples, label_list, tokenizer, num_train_steps)
+  if FLAGS.do_eval:
+    _evaluate(estimator, options, eval_examples, label_list, tokenizer)
+  if FLAGS.do_predict:
+    _predict(estimator, options, predict_examples, label_list, tokenizer)
+  if FLAGS.export_dir:
+    _export(bert_config, label_list)
+
+
+# ------------------------------------------------------------------------------------------------
+# Beyond the script's own path: the original's in-memory input for notebooks, the correlations
+# of STS-B, and the predictor that serves an exported model.
 
 
 def input_fn_builder(features, seq_length, is_training, drop_remainder):
@@ -774,77 +985,6 @@ def convert_examples_to_features(examples, label_list, max_seq_length, tokenizer
   return features
 
 
-def _processor_for_task(task_name):
-  """Returns the processor of --task_name, matched without regard to case."""
-  if not task_name or task_name.lower() not in PROCESSORS:
-    raise script_io.InputError(
-        "--task_name=%s is not a known task; the tasks are %s" %
-        (task_name, ", ".join(sorted(PROCESSORS))))
-  return PROCESSORS[task_name.lower()]()
-
-
-def _padded_for_tpu(examples, batch_size):
-  """On TPU, appends `PaddingInputExample`s up to a multiple of `batch_size`."""
-  if not FLAGS.use_tpu:
-    return list(examples)
-  num_padding = -len(examples) % batch_size
-  return list(examples) + [PaddingInputExample() for _ in range(num_padding)]
-
-
-def _log_run(title, examples, num_actual_examples, batch_size):
-  """Logs the start of an evaluation or prediction over `examples`, padding included."""
-  tf.logging.info("***** Running %s *****", title)
-  tf.logging.info("  Num examples = %d (%d actual, %d padding)", len(examples),
-                  num_actual_examples, len(examples) - num_actual_examples)
-  tf.logging.info("  Batch size = %d", batch_size)
-
-
-def _train(estimator, train_examples, label_list, tokenizer, num_train_steps):
-  """Writes train.tf_record and trains for `num_train_steps`."""
-  is_regression = label_list is None
-  train_file = os.path.join(FLAGS.output_dir, "train.tf_record")
-  file_based_convert_examples_to_features(
-      train_examples, label_list, FLAGS.max_seq_length, tokenizer, train_file)
-  tf.logging.info("***** Running training *****")
-  tf.logging.info("  Num examples = %d", len(train_examples))
-  tf.logging.info("  Batch size = %d", FLAGS.train_batch_size)
-  tf.logging.info("  Num steps = %d", num_train_steps)
-  train_input_fn = file_based_input_fn_builder(
-      train_file, FLAGS.max_seq_length, is_training=True, drop_remainder=True,
-      is_regression=is_regression, trim_padding=estimator_lib.trims_padding())
-  estimator.train(input_fn=train_input_fn, max_steps=num_train_steps)
-
-
-def _evaluate(estimator, eval_examples, label_list, tokenizer):
-  """Writes eval.tf_record, evaluates on it and writes eval_results.txt.
-
-  For regression, the Pearson and Spearman correlations of the predicted and true scores are
-  computed from a prediction pass over the same records: a rank correlation cannot be streamed.
-  """
-  is_regression = label_list is None
-  batch_size = FLAGS.eval_batch_size
-  if is_regression:
-    # The prediction pass reads the same file in batches of predict_batch_size.
-    batch_size = math.lcm(FLAGS.eval_batch_size, FLAGS.predict_batch_size)
-  examples = _padded_for_tpu(eval_examples, batch_size)
-  eval_file = os.path.join(FLAGS.output_dir, "eval.tf_record")
-  file_based_convert_examples_to_features(
-      examples, label_list, FLAGS.max_seq_length, tokenizer, eval_file)
-  _log_run("evaluation", examples, len(eval_examples), FLAGS.eval_batch_size)
-
-  # TPUs need fixed batch shapes, so the padded set is read in whole batches.
-  eval_steps = len(examples) // FLAGS.eval_batch_size if FLAGS.use_tpu else None
-  eval_input_fn = file_based_input_fn_builder(
-      eval_file, FLAGS.max_seq_length, is_training=False, drop_remainder=FLAGS.use_tpu,
-      is_regression=is_regression, trim_padding=estimator_lib.trims_padding())
-  result = estimator.evaluate(input_fn=eval_input_fn, steps=eval_steps)
-  if is_regression:
-    predictions = estimator_lib.restore_input_order(estimator.predict(input_fn=eval_input_fn))
-    scores = [prediction["score"] for prediction, _ in zip(predictions, eval_examples)]
-    result.update(correlations(scores, [float(example.label) for example in eval_examples]))
-  estimator_lib.write_eval_results(os.path.join(FLAGS.output_dir, "eval_results.txt"), result)
-
-
 def correlations(predictions, labels):
   """Returns {"eval_pearson": ..., "eval_spearman": ...} of two equally long lists of numbers.
 
@@ -880,61 +1020,6 @@ def _ranks(values):
     ranks[order[start:end + 1]] = (start + end) / 2.0 + 1.0
     start = end + 1
   return ranks
-
-
-def _predict(estimator, predict_examples, label_list, tokenizer):
-  """Writes predict.tf_record, predicts on it and writes test_results.tsv.
-
-  test_results.tsv has one line per test example, in input order: the class probabilities in
-  the order of the task's labels, tab-separated, or the predicted score for regression.
-  """
-  is_regression = label_list is None
-  examples = _padded_for_tpu(predict_examples, FLAGS.predict_batch_size)
-  predict_file = os.path.join(FLAGS.output_dir, "predict.tf_record")
-  file_based_convert_examples_to_features(
-      examples, label_list, FLAGS.max_seq_length, tokenizer, predict_file)
-  _log_run("prediction", examples, len(predict_examples), FLAGS.predict_batch_size)
-
-  predict_input_fn = file_based_input_fn_builder(
-      predict_file, FLAGS.max_seq_length, is_training=False, drop_remainder=FLAGS.use_tpu,
-      is_regression=is_regression, trim_padding=estimator_lib.trims_padding())
-  predictions = estimator_lib.restore_input_order(estimator.predict(input_fn=predict_input_fn))
-  output_predict_file = os.path.join(FLAGS.output_dir, "test_results.tsv")
-  num_written_lines = 0
-  with script_io.atomic_open(output_predict_file) as writer:
-    tf.logging.info("***** Predict results *****")
-    # The padding examples come last; zip stops before them.
-    for prediction, _ in zip(predictions, predict_examples):
-      if is_regression:
-        writer.write("%s\n" % prediction["score"])
-      else:
-        writer.write("\t".join(str(p) for p in prediction["probabilities"]) + "\n")
-      num_written_lines += 1
-  assert num_written_lines == len(predict_examples)
-
-
-def _export(bert_config, label_list):
-  """Writes the model of the latest checkpoint (or --init_checkpoint) into --export_dir.
-
-  The SavedModel's serving_default signature returns "probabilities" [batch_size, num_labels],
-  or "score" [batch_size] for regression; see serving.py. `ClassifierPredictor` serves it.
-  """
-  is_regression = label_list is None
-  model_fn = model_fn_builder(
-      bert_config=bert_config,
-      num_labels=1 if is_regression else len(label_list),
-      init_checkpoint=None,
-      learning_rate=FLAGS.learning_rate,
-      num_train_steps=None,
-      num_warmup_steps=None,
-      use_tpu=False,
-      use_one_hot_embeddings=False,
-      is_regression=is_regression)
-  serving.export_saved_model(
-      model_fn, serving.checkpoint_to_export(FLAGS.output_dir, FLAGS.init_checkpoint),
-      FLAGS.export_dir, FLAGS.max_seq_length, FLAGS.vocab_file,
-      settings={"exported_by": "run_classifier.py", "task_name": FLAGS.task_name.lower(),
-                "labels": label_list, "do_lower_case": FLAGS.do_lower_case})
 
 
 class ClassifierPredictor(object):
@@ -983,78 +1068,9 @@ class ClassifierPredictor(object):
     return [float(probability) for probability in outputs["probabilities"][0]]
 
 
-def main(_):
-  tf.logging.set_verbosity(tf.logging.INFO)
-
-  if not (FLAGS.do_train or FLAGS.do_eval or FLAGS.do_predict or FLAGS.export_dir):
-    raise script_io.InputError(
-        "at least one of --do_train, --do_eval or --do_predict must be true, or --export_dir "
-        "given")
-  if (FLAGS.do_train or FLAGS.do_eval or FLAGS.do_predict) and not FLAGS.data_dir:
-    raise script_io.InputError("--data_dir is required by --do_train, --do_eval and --do_predict")
-  estimator_lib.check_scale_flags(FLAGS.train_batch_size, {
-      "--do_eval": FLAGS.do_eval, "--do_predict": FLAGS.do_predict,
-      "--export_dir": FLAGS.export_dir})
-  if FLAGS.export_dir and not FLAGS.do_train:
-    serving.checkpoint_to_export(FLAGS.output_dir, FLAGS.init_checkpoint)
-  tokenizer = script_io.load_tokenizer(FLAGS.vocab_file, FLAGS.do_lower_case,
-                                       FLAGS.init_checkpoint)
-  estimator_lib.check_init_checkpoint(FLAGS.init_checkpoint)
-  processor = _processor_for_task(FLAGS.task_name)
-  bert_config = estimator_lib.load_bert_config(FLAGS.bert_config_file, FLAGS.max_seq_length)
-
-  # All sets are read first, so a bad line in test.tsv stops the run before training does.
-  label_list = processor.get_labels()
-  train_examples = processor.get_train_examples(FLAGS.data_dir) if FLAGS.do_train else None
-  eval_examples = processor.get_dev_examples(FLAGS.data_dir) if FLAGS.do_eval else None
-  predict_examples = processor.get_test_examples(FLAGS.data_dir) if FLAGS.do_predict else None
-
-  num_train_steps = None
-  num_warmup_steps = None
-  if FLAGS.do_train:
-    num_train_steps = int(len(train_examples) / FLAGS.train_batch_size * FLAGS.num_train_epochs)
-    num_warmup_steps = int(num_train_steps * FLAGS.warmup_proportion)
-    if num_train_steps < 1:
-      raise script_io.InputError(
-          "--do_train: %d training examples make no full batch of --train_batch_size=%d in "
-          "--num_train_epochs=%s" %
-          (len(train_examples), FLAGS.train_batch_size, FLAGS.num_train_epochs))
-
-  tf.gfile.MakeDirs(FLAGS.output_dir)
-  is_regression = label_list is None
-  model_fn = model_fn_builder(
-      bert_config=bert_config,
-      num_labels=1 if is_regression else len(label_list),
-      init_checkpoint=FLAGS.init_checkpoint,
-      learning_rate=FLAGS.learning_rate,
-      num_train_steps=num_train_steps,
-      num_warmup_steps=num_warmup_steps,
-      use_tpu=FLAGS.use_tpu,
-      use_one_hot_embeddings=FLAGS.use_tpu,
-      is_regression=is_regression,
-      gradient_accumulation_steps=FLAGS.gradient_accumulation_steps,
-      compute_type=estimator_lib.compute_type_from_flags())
-  estimator = estimator_lib.make_estimator(
-      model_fn, FLAGS.output_dir,
-      train_batch_size=FLAGS.train_batch_size,
-      eval_batch_size=FLAGS.eval_batch_size,
-      predict_batch_size=FLAGS.predict_batch_size,
-      save_checkpoints_steps=FLAGS.save_checkpoints_steps,
-      iterations_per_loop=FLAGS.iterations_per_loop)
-
-  if FLAGS.do_train:
-    _train(estimator, train_examples, label_list, tokenizer, num_train_steps)
-  if FLAGS.do_eval:
-    _evaluate(estimator, eval_examples, label_list, tokenizer)
-  if FLAGS.do_predict:
-    _predict(estimator, predict_examples, label_list, tokenizer)
-  if FLAGS.export_dir:
-    _export(bert_config, label_list)
-
-
 if __name__ == "__main__":
   flags.mark_flag_as_required("task_name")
   flags.mark_flag_as_required("vocab_file")
   flags.mark_flag_as_required("bert_config_file")
   flags.mark_flag_as_required("output_dir")
-  script_io.run_main(main, before_start=estimator_lib.configure_xla)
+  script_io.run_main(main, before_start=lambda: precision.configure_xla(FLAGS.use_xla))

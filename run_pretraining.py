@@ -13,9 +13,12 @@ from __future__ import print_function
 import os
 
 from absl import flags
-import estimator_lib
+import estimator_setup
+import flag_groups
+import input_pipeline
 import modeling
 import optimization
+import precision
 import script_io
 import tensorflow.compat.v1 as tf
 
@@ -66,9 +69,9 @@ flags.DEFINE_integer("iterations_per_loop", 1000,
 
 flags.DEFINE_integer("max_eval_steps", 100, "Maximum number of eval steps.")
 
-estimator_lib.define_tpu_flags()
-estimator_lib.define_scale_flags()
-estimator_lib.define_speed_flags()
+flag_groups.define_tpu_flags()
+flag_groups.define_scale_flags()
+flag_groups.define_speed_flags()
 
 FLAGS = flags.FLAGS
 
@@ -77,8 +80,7 @@ NUM_CPU_THREADS = 4
 
 
 def model_fn_builder(bert_config, init_checkpoint, learning_rate, num_train_steps,
-                     num_warmup_steps, use_tpu, use_one_hot_embeddings,
-                     gradient_accumulation_steps=1, compute_type=tf.float32):
+                     num_warmup_steps, use_tpu, use_one_hot_embeddings, options=None):
   """Returns a TPUEstimator `model_fn` for pre-training (TRAIN) and its metrics (EVAL).
 
   Args:
@@ -88,10 +90,12 @@ def model_fn_builder(bert_config, init_checkpoint, learning_rate, num_train_step
     num_train_steps, num_warmup_steps: its schedule, in steps (updates).
     use_tpu: whether the model runs on TPU.
     use_one_hot_embeddings: look embeddings up by one-hot matmul (faster on TPU).
-    gradient_accumulation_steps: micro-batches per update (see create_optimizer).
-    compute_type: the encoder's compute dtype (`modeling.BertModel`); the heads are float32;
-      float16 trains with loss scaling.
+    options: the `estimator_setup.RunOptions` that make_estimator gets too, or None for the
+      defaults with `use_tpu`: the encoder's precision (the heads are float32; float16 trains
+      with loss scaling) and the micro-batches per update (see create_optimizer).
   """
+  options = estimator_setup.model_fn_options(options, use_tpu)
+  compute_type = precision.compute_type_for(options.precision, use_tpu)
 
   def model_fn(features, labels, mode, params):  # pylint: disable=unused-argument
     """Builds BERT with both pre-training heads; the features are those of `input_fn_builder`."""
@@ -118,13 +122,13 @@ def model_fn_builder(bert_config, init_checkpoint, learning_rate, num_train_step
                                  features["next_sentence_labels"]))
     total_loss = masked_lm_loss + next_sentence_loss
 
-    scaffold_fn = estimator_lib.init_from_checkpoint(init_checkpoint, use_tpu)
+    scaffold_fn = estimator_setup.init_from_checkpoint(init_checkpoint, use_tpu)
 
     if mode == tf.estimator.ModeKeys.TRAIN:
       train_op = optimization.create_optimizer(
           total_loss, learning_rate, num_train_steps, num_warmup_steps, use_tpu,
-          gradient_accumulation_steps=gradient_accumulation_steps,
-          **estimator_lib.mixed_precision_optimizer_options(compute_type))
+          gradient_accumulation_steps=options.gradient_accumulation_steps,
+          **precision.mixed_precision_optimizer_options(compute_type))
       return tf.estimator.tpu.TPUEstimatorSpec(
           mode=mode, loss=total_loss, train_op=train_op, scaffold_fn=scaffold_fn)
     if mode == tf.estimator.ModeKeys.EVAL:
@@ -137,7 +141,7 @@ def model_fn_builder(bert_config, init_checkpoint, learning_rate, num_train_step
           mode=mode, loss=total_loss, eval_metrics=eval_metrics, scaffold_fn=scaffold_fn)
     raise ValueError("Only TRAIN and EVAL modes are supported: %s" % mode)
 
-  return model_fn
+  return estimator_setup.built_for(model_fn, options)
 
 
 def metric_fn(masked_lm_example_loss, masked_lm_log_probs, masked_lm_ids, masked_lm_weights,
@@ -284,7 +288,7 @@ def gather_indexes(sequence_tensor, positions):
 
 
 def input_fn_builder(input_files, max_seq_length, max_predictions_per_seq, is_training,
-                     trim_padding=False):
+                     trim_padding=False, batch_by_length=False):
   """Creates an `input_fn` over the pre-training TFRecords.
 
   Training reads several files at once, in a shuffled order that repeats forever; evaluation
@@ -296,7 +300,8 @@ def input_fn_builder(input_files, max_seq_length, max_predictions_per_seq, is_tr
     max_seq_length: length of input_ids, input_mask and segment_ids in the records.
     max_predictions_per_seq: length of the masked_lm_* features in the records.
     is_training: whether to read for training.
-    trim_padding: cut batches to their longest sequence (off TPU; see estimator_lib).
+    trim_padding: cut batches to their longest sequence (off TPU), with batch_by_length of
+      examples of similar length (see input_pipeline.batch_features).
 
   Returns:
     input_fn(params) -> `tf.data.Dataset` of feature dicts of [batch_size, ...] tensors.
@@ -330,10 +335,11 @@ def input_fn_builder(input_files, max_seq_length, max_predictions_per_seq, is_tr
       dataset = dataset.repeat()
 
     dataset = dataset.map(
-        lambda record: estimator_lib.decode_record(record, name_to_features),
+        lambda record: input_pipeline.decode_record(record, name_to_features),
         num_parallel_calls=NUM_CPU_THREADS)
-    return estimator_lib.batch_features(dataset, params["batch_size"], is_training,
-                                        drop_remainder=True, trim_padding=trim_padding)
+    return input_pipeline.batch_features(dataset, params["batch_size"], is_training,
+                                         drop_remainder=True, trim_padding=trim_padding,
+                                         batch_by_length=batch_by_length)
 
   return input_fn
 
@@ -350,7 +356,7 @@ def check_input_files(input_files, max_seq_length, max_predictions_per_seq):
       "masked_lm_positions": (max_predictions_per_seq, "max_predictions_per_seq"),
   }
   for input_file in input_files:
-    estimator_lib.check_record_lengths(input_file, expected_lengths)
+    input_pipeline.check_record_lengths(input_file, expected_lengths)
 
 
 def main(_):
@@ -361,10 +367,12 @@ def main(_):
   if FLAGS.do_train and FLAGS.num_train_steps <= 0:
     raise script_io.InputError(
         "--num_train_steps=%d: training needs a positive number of steps" % FLAGS.num_train_steps)
-  estimator_lib.check_scale_flags(FLAGS.train_batch_size, {"--do_eval": FLAGS.do_eval})
+  options = estimator_setup.RunOptions.from_flag_values(FLAGS.flag_values_dict())
+  estimator_setup.check_scale_options(options, FLAGS.train_batch_size,
+                                      {"--do_eval": FLAGS.do_eval})
 
-  bert_config = estimator_lib.load_bert_config(FLAGS.bert_config_file, FLAGS.max_seq_length)
-  estimator_lib.check_init_checkpoint(FLAGS.init_checkpoint)
+  bert_config = estimator_setup.load_bert_config(FLAGS.bert_config_file, FLAGS.max_seq_length)
+  estimator_setup.check_init_checkpoint(FLAGS.init_checkpoint)
   input_files = script_io.input_files_from_globs(FLAGS.input_file, "input_file")
   tf.logging.info("*** Input Files ***")
   for input_file in input_files:
@@ -379,12 +387,11 @@ def main(_):
       learning_rate=FLAGS.learning_rate,
       num_train_steps=FLAGS.num_train_steps,
       num_warmup_steps=FLAGS.num_warmup_steps,
-      use_tpu=FLAGS.use_tpu,
-      use_one_hot_embeddings=FLAGS.use_tpu,
-      gradient_accumulation_steps=FLAGS.gradient_accumulation_steps,
-      compute_type=estimator_lib.compute_type_from_flags())
-  estimator = estimator_lib.make_estimator(
-      model_fn, FLAGS.output_dir,
+      use_tpu=options.use_tpu,
+      use_one_hot_embeddings=options.use_tpu,
+      options=options)
+  estimator = estimator_setup.make_estimator(
+      model_fn, FLAGS.output_dir, options,
       train_batch_size=FLAGS.train_batch_size,
       eval_batch_size=FLAGS.eval_batch_size,
       save_checkpoints_steps=FLAGS.save_checkpoints_steps,
@@ -395,7 +402,7 @@ def main(_):
     tf.logging.info("  Batch size = %d", FLAGS.train_batch_size)
     train_input_fn = input_fn_builder(
         input_files, FLAGS.max_seq_length, FLAGS.max_predictions_per_seq, is_training=True,
-        trim_padding=estimator_lib.trims_padding())
+        trim_padding=options.trims_padding, batch_by_length=options.batch_by_length)
     estimator.train(input_fn=train_input_fn, max_steps=FLAGS.num_train_steps)
 
   if FLAGS.do_eval:
@@ -403,13 +410,13 @@ def main(_):
     tf.logging.info("  Batch size = %d", FLAGS.eval_batch_size)
     eval_input_fn = input_fn_builder(
         input_files, FLAGS.max_seq_length, FLAGS.max_predictions_per_seq, is_training=False,
-        trim_padding=estimator_lib.trims_padding())
+        trim_padding=options.trims_padding, batch_by_length=options.batch_by_length)
     result = estimator.evaluate(input_fn=eval_input_fn, steps=FLAGS.max_eval_steps)
-    estimator_lib.write_eval_results(os.path.join(FLAGS.output_dir, "eval_results.txt"), result)
+    script_io.write_eval_results(os.path.join(FLAGS.output_dir, "eval_results.txt"), result)
 
 
 if __name__ == "__main__":
   flags.mark_flag_as_required("input_file")
   flags.mark_flag_as_required("bert_config_file")
   flags.mark_flag_as_required("output_dir")
-  script_io.run_main(main, before_start=estimator_lib.configure_xla)
+  script_io.run_main(main, before_start=lambda: precision.configure_xla(FLAGS.use_xla))

@@ -28,9 +28,12 @@ import random
 import sys
 
 from absl import flags
-import estimator_lib
+import estimator_setup
+import flag_groups
+import input_pipeline
 import modeling
 import optimization
+import precision
 import script_io
 import serving
 import squad_metrics
@@ -115,9 +118,9 @@ flags.DEFINE_float(
     "null_score_diff_threshold", 0.0,
     "SQuAD 2.0: predict no answer when the null score minus the best answer's score exceeds it.")
 
-estimator_lib.define_tpu_flags()
-estimator_lib.define_scale_flags()
-estimator_lib.define_speed_flags()
+flag_groups.define_tpu_flags()
+flag_groups.define_scale_flags()
+flag_groups.define_speed_flags()
 serving.define_export_flag()
 
 FLAGS = flags.FLAGS
@@ -577,19 +580,20 @@ def _position_loss(logits, positions, seq_length):
 
 
 def model_fn_builder(bert_config, init_checkpoint, learning_rate, num_train_steps,
-                     num_warmup_steps, use_tpu, use_one_hot_embeddings,
-                     gradient_accumulation_steps=1, compute_type=tf.float32):
+                     num_warmup_steps, use_tpu, use_one_hot_embeddings, options=None):
   """Returns a TPUEstimator `model_fn`: TRAIN on start/end positions, PREDICT the logits.
 
   PREDICT needs only the features input_ids, input_mask and segment_ids (and passes unique_ids
-  through when given). Training makes one update every `gradient_accumulation_steps`
-  micro-batches (see create_optimizer). `compute_type` is the encoder's; float16 trains with
-  loss scaling.
+  through when given). `options`, the `estimator_setup.RunOptions` that make_estimator gets
+  too, give the encoder's precision (float16 trains with loss scaling) and the micro-batches
+  per update (see create_optimizer); None means the defaults with `use_tpu`.
 
   Batches keep their padding (no trimming, unlike the other scripts): the original's loss
   softmax and its n-best search run over every position, padding included, so cutting the
   padding would change which spans are predicted.
   """
+  options = estimator_setup.model_fn_options(options, use_tpu)
+  compute_type = precision.compute_type_for(options.precision, use_tpu)
 
   def model_fn(features, labels, mode, params):  # pylint: disable=unused-argument
     """Builds the span model; the features are those of `input_fn_builder`."""
@@ -607,7 +611,7 @@ def model_fn_builder(bert_config, init_checkpoint, learning_rate, num_train_step
         use_one_hot_embeddings=use_one_hot_embeddings,
         compute_type=compute_type)
 
-    scaffold_fn = estimator_lib.init_from_checkpoint(init_checkpoint, use_tpu)
+    scaffold_fn = estimator_setup.init_from_checkpoint(init_checkpoint, use_tpu)
 
     if mode == tf.estimator.ModeKeys.TRAIN:
       seq_length = modeling.get_shape_list(features["input_ids"])[1]
@@ -616,8 +620,8 @@ def model_fn_builder(bert_config, init_checkpoint, learning_rate, num_train_step
       total_loss = (start_loss + end_loss) / 2.0
       train_op = optimization.create_optimizer(
           total_loss, learning_rate, num_train_steps, num_warmup_steps, use_tpu,
-          gradient_accumulation_steps=gradient_accumulation_steps,
-          **estimator_lib.mixed_precision_optimizer_options(compute_type))
+          gradient_accumulation_steps=options.gradient_accumulation_steps,
+          **precision.mixed_precision_optimizer_options(compute_type))
       return tf.estimator.tpu.TPUEstimatorSpec(
           mode=mode, loss=total_loss, train_op=train_op, scaffold_fn=scaffold_fn)
     if mode == tf.estimator.ModeKeys.PREDICT:
@@ -629,7 +633,7 @@ def model_fn_builder(bert_config, init_checkpoint, learning_rate, num_train_step
           mode=mode, predictions=predictions, scaffold_fn=scaffold_fn)
     raise ValueError("Only TRAIN and PREDICT modes are supported: %s" % mode)
 
-  return model_fn
+  return estimator_setup.built_for(model_fn, options)
 
 
 def input_fn_builder(input_file, seq_length, is_training, drop_remainder):
@@ -649,7 +653,7 @@ def input_fn_builder(input_file, seq_length, is_training, drop_remainder):
   if is_training:
     name_to_features["start_positions"] = tf.FixedLenFeature([], tf.int64)
     name_to_features["end_positions"] = tf.FixedLenFeature([], tf.int64)
-  return estimator_lib.file_based_input_fn_builder(
+  return input_pipeline.file_based_input_fn_builder(
       input_file, name_to_features, is_training, drop_remainder)
 
 
@@ -833,8 +837,9 @@ def _choose_answer(example, nbest, score_null, version_2, null_score_diff_thresh
 
 
 def _write_json(path, value):
-  with script_io.atomic_open(path) as writer:
-    writer.write(json.dumps(value, indent=4) + "\n")
+  with script_io.atomic_output(path) as temporary:
+    with tf.io.gfile.GFile(temporary, "w") as writer:
+      writer.write(json.dumps(value, indent=4) + "\n")
 
 
 def _strip_spaces(text):
@@ -946,8 +951,10 @@ class FeatureWriter(object):
     self._writer.close()
 
 
-def validate_flags_or_throw(bert_config):
-  """Checks the flags against each other and the model.
+def validate_flags_or_throw(options):
+  """Checks the flags against each other and the run options made from them.
+
+  The sequence length is checked against the model by `estimator_setup.load_bert_config`.
 
   Raises:
     script_io.InputError: naming the flag at fault.
@@ -955,7 +962,7 @@ def validate_flags_or_throw(bert_config):
   if not FLAGS.do_train and not FLAGS.do_predict and not FLAGS.export_dir:
     raise script_io.InputError(
         "At least one of --do_train or --do_predict must be True, or --export_dir given.")
-  if FLAGS.batch_by_length:
+  if options.batch_by_length:
     raise script_io.InputError(
         "--batch_by_length: run_squad.py keeps every window padded to --max_seq_length (the "
         "original's loss and n-best search read the padding positions too); leave it out")
@@ -963,10 +970,6 @@ def validate_flags_or_throw(bert_config):
     raise script_io.InputError("--do_train needs --train_file.")
   if FLAGS.do_predict and not FLAGS.predict_file:
     raise script_io.InputError("--do_predict needs --predict_file.")
-  if FLAGS.max_seq_length > bert_config.max_position_embeddings:
-    raise script_io.InputError(
-        "--max_seq_length=%d is longer than the model allows: max_position_embeddings=%d" %
-        (FLAGS.max_seq_length, bert_config.max_position_embeddings))
   if FLAGS.max_seq_length <= FLAGS.max_query_length + 3:
     raise script_io.InputError(
         "--max_query_length=%d leaves no room for the context: --max_seq_length=%d must be "
@@ -978,11 +981,11 @@ def validate_flags_or_throw(bert_config):
         "--doc_stride=%d must be positive and smaller than the context window, "
         "max_seq_length - max_query_length - 3 = %d, so that windows overlap" %
         (FLAGS.doc_stride, min_window))
-  estimator_lib.check_scale_flags(FLAGS.train_batch_size, {
+  estimator_setup.check_scale_options(options, FLAGS.train_batch_size, {
       "--do_predict": FLAGS.do_predict, "--export_dir": FLAGS.export_dir})
   if FLAGS.export_dir and not FLAGS.do_train:
     serving.checkpoint_to_export(FLAGS.output_dir, FLAGS.init_checkpoint)
-  estimator_lib.check_init_checkpoint(FLAGS.init_checkpoint)
+  estimator_setup.check_init_checkpoint(FLAGS.init_checkpoint)
 
 
 def _carries_answers(data):
@@ -1022,7 +1025,7 @@ def write_official_scores(predict_file, predictions, null_odds, output_eval_file
 
 def _train(estimator, tokenizer, num_train_steps, train_examples):
   train_file = os.path.join(FLAGS.output_dir, "train.tf_record")
-  with script_io.atomic_output_path(train_file) as temporary:
+  with script_io.atomic_output(train_file) as temporary:
     train_writer = FeatureWriter(filename=temporary, is_training=True)
     convert_examples_to_features(
         examples=train_examples,
@@ -1048,7 +1051,7 @@ def _train(estimator, tokenizer, num_train_steps, train_examples):
 def _predict(estimator, tokenizer, eval_examples):
   eval_file = os.path.join(FLAGS.output_dir, "eval.tf_record")
   eval_features = []
-  with script_io.atomic_output_path(eval_file) as temporary:
+  with script_io.atomic_output(eval_file) as temporary:
     eval_writer = FeatureWriter(filename=temporary, is_training=False)
 
     def append_feature(feature):
@@ -1122,6 +1125,69 @@ def _export(bert_config):
       })
 
 
+def main(_):
+  tf.logging.set_verbosity(tf.logging.INFO)
+
+  options = estimator_setup.RunOptions.from_flag_values(FLAGS.flag_values_dict())
+  bert_config = estimator_setup.load_bert_config(FLAGS.bert_config_file, FLAGS.max_seq_length)
+  tokenizer = script_io.load_tokenizer(FLAGS.vocab_file, FLAGS.do_lower_case,
+                                       FLAGS.init_checkpoint)
+  validate_flags_or_throw(options)
+
+  train_examples = None
+  num_train_steps = None
+  num_warmup_steps = None
+  if FLAGS.do_train:
+    script_io.require_file(FLAGS.train_file, "train_file")
+    train_examples = read_squad_examples(input_file=FLAGS.train_file, is_training=True)
+    num_train_steps = int(
+        len(train_examples) / FLAGS.train_batch_size * FLAGS.num_train_epochs)
+    if num_train_steps < 1:
+      raise script_io.InputError(
+          "--train_file %s gives %d usable questions: too few for one step of "
+          "--train_batch_size=%d in --num_train_epochs=%s" %
+          (FLAGS.train_file, len(train_examples), FLAGS.train_batch_size,
+           FLAGS.num_train_epochs))
+    num_warmup_steps = int(num_train_steps * FLAGS.warmup_proportion)
+    # Shuffled here, once, so that the input_fn needs only a small shuffle buffer.
+    random.Random(12345).shuffle(train_examples)
+
+  eval_examples = None
+  if FLAGS.do_predict:
+    # Read before training, so that a malformed file stops the run before the training does.
+    script_io.require_file(FLAGS.predict_file, "predict_file")
+    eval_examples = read_squad_examples(input_file=FLAGS.predict_file, is_training=False)
+
+  tf.io.gfile.makedirs(FLAGS.output_dir)
+
+  model_fn = model_fn_builder(
+      bert_config=bert_config,
+      init_checkpoint=FLAGS.init_checkpoint,
+      learning_rate=FLAGS.learning_rate,
+      num_train_steps=num_train_steps,
+      num_warmup_steps=num_warmup_steps,
+      use_tpu=options.use_tpu,
+      use_one_hot_embeddings=options.use_tpu,
+      options=options)
+  estimator = estimator_setup.make_estimator(
+      model_fn, FLAGS.output_dir, options,
+      train_batch_size=FLAGS.train_batch_size,
+      predict_batch_size=FLAGS.predict_batch_size,
+      save_checkpoints_steps=FLAGS.save_checkpoints_steps,
+      iterations_per_loop=FLAGS.iterations_per_loop)
+
+  if FLAGS.do_train:
+    _train(estimator, tokenizer, num_train_steps, train_examples)
+  if FLAGS.do_predict:
+    _predict(estimator, tokenizer, eval_examples)
+  if FLAGS.export_dir:
+    _export(bert_config)
+
+
+# ------------------------------------------------------------------------------------------------
+# Beyond the script's own path: the predictor that serves an exported model.
+
+
 SquadPrediction = collections.namedtuple("SquadPrediction", ["text", "nbest", "null_odds"])
 
 
@@ -1191,67 +1257,8 @@ class SquadPredictor(object):
     return SquadPrediction(text=text, nbest=_nbest_json(nbest), null_odds=null_odds)
 
 
-def main(_):
-  tf.logging.set_verbosity(tf.logging.INFO)
-
-  bert_config = estimator_lib.load_bert_config(FLAGS.bert_config_file, FLAGS.max_seq_length)
-  tokenizer = script_io.load_tokenizer(FLAGS.vocab_file, FLAGS.do_lower_case,
-                                       FLAGS.init_checkpoint)
-  validate_flags_or_throw(bert_config)
-
-  train_examples = None
-  num_train_steps = None
-  num_warmup_steps = None
-  if FLAGS.do_train:
-    script_io.require_file(FLAGS.train_file, "train_file")
-    train_examples = read_squad_examples(input_file=FLAGS.train_file, is_training=True)
-    num_train_steps = int(
-        len(train_examples) / FLAGS.train_batch_size * FLAGS.num_train_epochs)
-    if num_train_steps < 1:
-      raise script_io.InputError(
-          "--train_file %s gives %d usable questions: too few for one step of "
-          "--train_batch_size=%d in --num_train_epochs=%s" %
-          (FLAGS.train_file, len(train_examples), FLAGS.train_batch_size,
-           FLAGS.num_train_epochs))
-    num_warmup_steps = int(num_train_steps * FLAGS.warmup_proportion)
-    # Shuffled here, once, so that the input_fn needs only a small shuffle buffer.
-    random.Random(12345).shuffle(train_examples)
-
-  eval_examples = None
-  if FLAGS.do_predict:
-    # Read before training, so that a malformed file stops the run before the training does.
-    script_io.require_file(FLAGS.predict_file, "predict_file")
-    eval_examples = read_squad_examples(input_file=FLAGS.predict_file, is_training=False)
-
-  tf.io.gfile.makedirs(FLAGS.output_dir)
-
-  model_fn = model_fn_builder(
-      bert_config=bert_config,
-      init_checkpoint=FLAGS.init_checkpoint,
-      learning_rate=FLAGS.learning_rate,
-      num_train_steps=num_train_steps,
-      num_warmup_steps=num_warmup_steps,
-      use_tpu=FLAGS.use_tpu,
-      use_one_hot_embeddings=FLAGS.use_tpu,
-      gradient_accumulation_steps=FLAGS.gradient_accumulation_steps,
-      compute_type=estimator_lib.compute_type_from_flags())
-  estimator = estimator_lib.make_estimator(
-      model_fn, FLAGS.output_dir,
-      train_batch_size=FLAGS.train_batch_size,
-      predict_batch_size=FLAGS.predict_batch_size,
-      save_checkpoints_steps=FLAGS.save_checkpoints_steps,
-      iterations_per_loop=FLAGS.iterations_per_loop)
-
-  if FLAGS.do_train:
-    _train(estimator, tokenizer, num_train_steps, train_examples)
-  if FLAGS.do_predict:
-    _predict(estimator, tokenizer, eval_examples)
-  if FLAGS.export_dir:
-    _export(bert_config)
-
-
 if __name__ == "__main__":
   flags.mark_flag_as_required("vocab_file")
   flags.mark_flag_as_required("bert_config_file")
   flags.mark_flag_as_required("output_dir")
-  script_io.run_main(main, before_start=estimator_lib.configure_xla)
+  script_io.run_main(main, before_start=lambda: precision.configure_xla(FLAGS.use_xla))

@@ -3,9 +3,10 @@
 A user mistake (a missing file, a bad flag value, a malformed line) raises `InputError`; the
 scripts run their `main` through `run_main`, which prints such an error as one line and exits
 with status 1 instead of showing a traceback. Outputs are written under a temporary name and
-renamed when complete, so an interrupted run never leaves a half-written file behind.
-`load_tokenizer` builds the tokenizer of the flags, with such errors for a bad vocabulary or a
---do_lower_case that contradicts the checkpoint.
+renamed when complete (`atomic_output`), so an interrupted run never leaves a half-written file
+behind; `write_eval_results` writes the results of an evaluation so. `load_tokenizer` builds
+the tokenizer of the flags, with such errors for a bad vocabulary or a --do_lower_case that
+contradicts the checkpoint.
 """
 
 from __future__ import absolute_import
@@ -16,6 +17,7 @@ import contextlib
 import json
 import os
 import sys
+import uuid
 
 from absl import app
 from absl import flags
@@ -170,30 +172,36 @@ def load_tokenizer(vocab_file, do_lower_case, init_checkpoint=None):
     raise InputError("--vocab_file: %s" % error) from None
 
 
-def _temporary_name(path):
-  return path + ".incomplete"
-
-
 @contextlib.contextmanager
-def atomic_output_path(path):
-  """Yields a temporary file name that is renamed to `path` when the block completes.
+def atomic_output(path):
+  """Yields a temporary name that is renamed to `path` when the block completes.
 
-  Use it for writers that take a file name (`tf.io.TFRecordWriter`). If the block raises, the
-  temporary file is removed and `path` is left as it was.
+  Write a file (`tf.io.TFRecordWriter(temporary)`, `tf.io.gfile.GFile(temporary, "w")`) or
+  make a folder under that name. If the block raises, whatever it made there is removed and
+  `path` is left as it was. A folder replaces only an absent or empty folder at `path`.
+
+  The name is unique to the process (`path.incomplete-PID-RANDOM`): the workers of a
+  multi-worker run share --output_dir and write the same files with the same bytes; with one
+  shared temporary name, one worker's rename would take away the file another is still
+  writing. With a name each, every rename is atomic and the last one leaves the same bytes.
   """
-  temporary = _temporary_name(path)
+  path = path.rstrip("/")
+  temporary = "%s.incomplete-%d-%s" % (path, os.getpid(), uuid.uuid4().hex[:8])
   try:
     yield temporary
+    tf.io.gfile.rename(temporary, path, overwrite=True)
   except BaseException:
-    if tf.io.gfile.exists(temporary):
+    if tf.io.gfile.isdir(temporary):
+      tf.io.gfile.rmtree(temporary)
+    elif tf.io.gfile.exists(temporary):
       tf.io.gfile.remove(temporary)
     raise
-  tf.io.gfile.rename(temporary, path, overwrite=True)
 
 
-@contextlib.contextmanager
-def atomic_open(path, mode="w"):
-  """Opens `path` for writing through `atomic_output_path`; yields the file object."""
-  with atomic_output_path(path) as temporary:
-    with tf.io.gfile.GFile(temporary, mode) as writer:
-      yield writer
+def write_eval_results(output_eval_file, result):
+  """Writes Estimator eval results as sorted `key = value` lines and logs them."""
+  with atomic_output(output_eval_file) as temporary, tf.io.gfile.GFile(temporary, "w") as writer:
+    tf.logging.info("***** Eval results *****")
+    for key in sorted(result.keys()):
+      tf.logging.info("  %s = %s", key, str(result[key]))
+      writer.write("%s = %s\n" % (key, str(result[key])))

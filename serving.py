@@ -13,11 +13,11 @@ and returns what the script's model_fn predicts: `probabilities` [batch_size, nu
 
 Each export is a new numbered folder in --export_dir: 1, then 2, ... (one more than the highest
 there), the layout TensorFlow Serving reads from a model base path, where it serves the highest
-version. The folder is written as `N.incomplete` (which TensorFlow Serving ignores) and renamed
-when complete. Beside the SavedModel, `assets.extra/` holds the vocabulary (`vocab.txt`) and the
-settings the script's feature conversion needs (`bert_serving.json`), so that a predictor of the
-task (`run_classifier.ClassifierPredictor`, `run_squad.SquadPredictor`) can turn raw text into
-the three inputs the way the script does.
+version. The folder is written under a temporary name (`N.incomplete-...`, which TensorFlow
+Serving ignores) and renamed when complete. Beside the SavedModel, `assets.extra/` holds the
+vocabulary (`vocab.txt`) and the settings the script's feature conversion needs
+(`bert_serving.json`), so that a predictor of the task (`run_classifier.ClassifierPredictor`,
+`run_squad.SquadPredictor`) can turn raw text into the three inputs the way the script does.
 
 `SavedModelPredictor` is the generic part: it loads a SavedModel once, in a graph and session of
 its own, and runs the signature on numpy batches.
@@ -35,8 +35,6 @@ import numpy as np
 import script_io
 import tensorflow.compat.v1 as tf
 
-FLAGS = flags.FLAGS
-
 # The inputs of the serving signature, each int32 [batch_size, max_seq_length].
 FEATURE_NAMES = ("input_ids", "input_mask", "segment_ids")
 
@@ -49,7 +47,7 @@ VOCAB_FILE = "vocab.txt"
 
 def define_export_flag():
   """Defines --export_dir, once per process."""
-  if "export_dir" in FLAGS:
+  if "export_dir" in flags.FLAGS:
     return
   flags.DEFINE_string(
       "export_dir", None,
@@ -142,10 +140,7 @@ def _write_new_version(export_dir, session, saver, signature, vocab_file, settin
   """Writes the SavedModel of `session` as export_dir/N, N one more than the highest there."""
   tf.io.gfile.makedirs(export_dir)
   version_dir = os.path.join(export_dir, str(max(_versions(export_dir), default=0) + 1))
-  temporary_dir = version_dir + ".incomplete"
-  if tf.io.gfile.exists(temporary_dir):
-    tf.io.gfile.rmtree(temporary_dir)
-  try:
+  with script_io.atomic_output(version_dir) as temporary_dir:
     builder = tf.saved_model.Builder(temporary_dir)
     builder.add_meta_graph_and_variables(
         session, [tf.saved_model.SERVING], signature_def_map={SIGNATURE_NAME: signature},
@@ -156,11 +151,6 @@ def _write_new_version(export_dir, session, saver, signature, vocab_file, settin
     tf.io.gfile.copy(vocab_file, os.path.join(assets_extra, VOCAB_FILE))
     with tf.io.gfile.GFile(os.path.join(assets_extra, SETTINGS_FILE), "w") as writer:
       writer.write(json.dumps(settings, indent=2, sort_keys=True) + "\n")
-  except BaseException:
-    if tf.io.gfile.exists(temporary_dir):
-      tf.io.gfile.rmtree(temporary_dir)
-    raise
-  tf.io.gfile.rename(temporary_dir, version_dir)
   return version_dir
 
 

@@ -3,7 +3,7 @@ against the original.
 
 Runs run_classifier.py and extract_features.py as a user would, three times each: as the
 original computes (float32, every batch padded to max_seq_length: the scripts with
-estimator_lib.trims_padding patched to False; and extract_features writing its lines as the
+RunOptions.trims_padding patched to False; and extract_features writing its lines as the
 original did, every value rounded and printed in Python), with the default flags (float32,
 each batch cut to its longest sequence) and on the fast path, on the real 6-layer, 384-wide MiniLM
 (converted with convert_hf_checkpoint.hf_to_original) and a generated paraphrase task whose
@@ -59,7 +59,7 @@ INFERENCE_FAST_FLAGS = ["--precision=bf16", "--batch_by_length=true"]
 # in Python through json.dumps.
 WRAPPER = """
 import json, logging, sys
-import estimator_lib, script_io
+import estimator_setup, precision, script_io
 for handler in logging.getLogger("tensorflow").handlers:
   handler.setFormatter(logging.Formatter("%(created)f %(levelname)s:%(message)s"))
 
@@ -75,9 +75,10 @@ mode, script = sys.argv[1:3]
 sys.argv = sys.argv[2:]
 module = __import__(script)
 if mode == "original":
-  estimator_lib.trims_padding = lambda: False
+  estimator_setup.RunOptions.trims_padding = property(lambda options: False)
   module.feature_line = original_feature_line
-script_io.run_main(module.main, before_start=estimator_lib.configure_xla)
+script_io.run_main(module.main,
+                   before_start=lambda: precision.configure_xla(module.FLAGS.use_xla))
 """
 
 # (name, extra flags, whether the script computes as the original did)

@@ -8,7 +8,7 @@ output, 2 labels). Batches of 32 at max_seq_length 128. Training runs forward, b
 Inputs: 4,096 sentence pairs of seeded random WordPieces, [CLS] A [SEP] B [SEP] with each
 sentence's length drawn from a log-normal distribution (median 27 WordPieces): about 62 of 128
 positions are real on average, as in a GLUE sentence-pair task. The batches are made by the
-tf.data functions of estimator_lib.py that the scripts' --batch_by_length uses:
+tf.data functions of input_pipeline.py that the scripts' --batch_by_length uses:
   full padding   every batch [32, 128] (what the scripts do today);
   trimmed        each batch of 32 consecutive examples cut to its longest sequence (rounded up
                  to a multiple of 16: few shapes for XLA to compile);
@@ -61,7 +61,7 @@ os.environ["TF_XLA_FLAGS"] = " ".join([os.environ.get("TF_XLA_FLAGS", ""),
 import numpy as np  # pylint: disable=wrong-import-position
 import tensorflow.compat.v1 as tf  # pylint: disable=wrong-import-position
 
-import estimator_lib  # pylint: disable=wrong-import-position
+import input_pipeline  # pylint: disable=wrong-import-position
 import modeling  # pylint: disable=wrong-import-position
 import optimization  # pylint: disable=wrong-import-position
 
@@ -112,15 +112,15 @@ def make_batches(examples, batching):
   with tf.Graph().as_default():
     dataset = tf.data.Dataset.from_tensor_slices(examples)
     if batching == "bucketed":
-      dataset = estimator_lib.bucket_by_length(dataset, BATCH_SIZE, LENGTH_MULTIPLE,
+      dataset = input_pipeline.bucket_by_length(dataset, BATCH_SIZE, LENGTH_MULTIPLE,
                                                drop_remainder=True)
     elif batching == "sorted":
-      dataset = estimator_lib.batch_sorted_by_length(
+      dataset = input_pipeline.batch_sorted_by_length(
           dataset, BATCH_SIZE, SORT_WINDOW_BATCHES, PREDICT_LENGTH_MULTIPLE)
     else:
       dataset = dataset.batch(BATCH_SIZE, drop_remainder=True)
       if batching == "trimmed":
-        dataset = dataset.map(lambda features: estimator_lib.trim_to_longest_sequence(
+        dataset = dataset.map(lambda features: input_pipeline.trim_to_longest_sequence(
             features, LENGTH_MULTIPLE))
     next_batch = tf.data.make_one_shot_iterator(dataset).get_next()
     batches = []
@@ -157,7 +157,7 @@ class Configuration(object):
       tf.set_random_seed(1)
       self.placeholders = {
           name: tf.placeholder(tf.int32, [BATCH_SIZE, None], name=name)
-          for name in estimator_lib.SEQUENCE_FEATURES}
+          for name in input_pipeline.SEQUENCE_FEATURES}
       self.placeholders["label_ids"] = tf.placeholder(tf.int32, [BATCH_SIZE], name="label_ids")
       self.fetch = self._build(compute_type)
       session_config = tf.ConfigProto()

@@ -27,12 +27,11 @@ REPO_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path[:0] = [REPO_DIR, os.path.join(REPO_DIR, "tests")]
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from absl import flags  # pylint: disable=wrong-import-position
 import numpy as np  # pylint: disable=wrong-import-position
 import tensorflow.compat.v1 as tf  # pylint: disable=wrong-import-position
 
 import convert_hf_checkpoint  # pylint: disable=wrong-import-position
-import estimator_lib  # pylint: disable=wrong-import-position
+import estimator_setup  # pylint: disable=wrong-import-position
 import modeling  # pylint: disable=wrong-import-position
 import run_classifier  # pylint: disable=wrong-import-position
 import serving  # pylint: disable=wrong-import-position
@@ -71,7 +70,8 @@ class EstimatorPerRequest(object):
         bert_config=bert_config, num_labels=len(LABELS), init_checkpoint=checkpoint,
         learning_rate=5e-5, num_train_steps=None, num_warmup_steps=None, use_tpu=False,
         use_one_hot_embeddings=False)
-    self._estimator = estimator_lib.make_estimator(model_fn, model_dir, predict_batch_size=1)
+    self._estimator = estimator_setup.make_estimator(
+        model_fn, model_dir, estimator_setup.RunOptions(), predict_batch_size=1)
     self._tokenizer = tokenization.FullTokenizer(vocab_file, do_lower_case=True)
     self._max_seq_length = max_seq_length
 
@@ -131,7 +131,6 @@ def bench(name, bert_config, checkpoint, vocab_file, max_seq_length, num_request
 
 def main():
   tf.logging.set_verbosity(tf.logging.ERROR)
-  flags.FLAGS.mark_as_parsed()
   with tempfile.TemporaryDirectory() as work_dir:
     bench("fixture classifier",
           modeling.BertConfig.from_json_file(support.fixture_path("modeling", "bert_config.json")),

@@ -49,6 +49,11 @@ def run_script(script, args, cwd=None, timeout=600, env_overrides=None):
       cwd=cwd or REPO_DIR, env=env, capture_output=True, text=True, timeout=timeout)
 
 
+def temporary_outputs(directory):
+  """Returns the names of the temporary outputs (`NAME.incomplete-PID-RANDOM`) in a folder."""
+  return [name for name in os.listdir(directory) if ".incomplete" in name]
+
+
 def load_script(name):
   """Imports a top-level script as a module, forgetting the flags of any other script.
 

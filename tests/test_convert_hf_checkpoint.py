@@ -525,7 +525,7 @@ def test_empty_output_dir_is_used(tmp_path):
   (tmp_path / "original").mkdir()
   convert.hf_to_original(hf_dir, str(tmp_path / "original"))
   assert "bert_model.ckpt.index" in os.listdir(str(tmp_path / "original"))
-  assert not os.path.exists(str(tmp_path / "original.incomplete"))
+  assert not support.temporary_outputs(str(tmp_path))
 
 
 def test_missing_safetensors_package_is_explained(tmp_path, monkeypatch):

@@ -3,7 +3,7 @@
 On this CPU-only machine, MirroredStrategy gets two logical CPU devices and
 MultiWorkerMirroredStrategy two worker processes on 127.0.0.1; both must reach the weights (and
 Adam slots) of one device training on the same global batches. The Estimator runs go through
-estimator_lib.make_estimator, as the scripts do, with a tiny BERT and create_optimizer.
+estimator_setup.make_estimator, as the scripts do, with a tiny BERT and create_optimizer.
 """
 
 import json
@@ -16,25 +16,15 @@ import textwrap
 import numpy as np
 import pytest
 import tensorflow.compat.v1 as tf
-from absl import flags
-from absl.testing import flagsaver
 
-import estimator_lib
+import distributed_estimator
+import estimator_setup
 import modeling
 import script_io
 import support
 
 # Every test here trains or starts TensorFlow processes.
 pytestmark = pytest.mark.slow
-
-estimator_lib.define_tpu_flags()
-estimator_lib.define_scale_flags()
-
-
-@pytest.fixture(autouse=True)
-def flags_parsed():
-  """Reads the flags' defaults; other test files may have left the flags unparsed."""
-  flags.FLAGS.mark_as_parsed()
 
 TIMEOUT_SECONDS = 240
 
@@ -140,7 +130,7 @@ def test_optimizer_two_mirrored_replicas_match_one_device(tmp_path):
               (regime, num_micro_batches)) in result.stdout
 
 
-# Trains a tiny BERT classifier through estimator_lib as a script would, for each run of a spec.
+# Trains a tiny BERT classifier through estimator_setup as a script would, for each run of a spec.
 DRIVER_SCRIPT = textwrap.dedent("""
     import json
     import sys
@@ -155,16 +145,10 @@ DRIVER_SCRIPT = textwrap.dedent("""
           cpu, [tf2.config.LogicalDeviceConfiguration()] * SPEC["logical_cpus"])
 
     import tensorflow.compat.v1 as tf
-    from absl import flags
-    import estimator_lib
+    import estimator_setup
     import modeling
     import optimization
     import script_io
-
-    FLAGS = flags.FLAGS
-    estimator_lib.define_tpu_flags()
-    estimator_lib.define_scale_flags()
-    FLAGS(["driver"])
 
     NUM_UPDATES, SEQ_LENGTH = 3, 8
     data = np.random.RandomState(0)
@@ -175,21 +159,23 @@ DRIVER_SCRIPT = textwrap.dedent("""
       dataset = tf.data.Dataset.from_tensor_slices({"input_ids": INPUT_IDS, "labels": LABELS})
       return dataset.repeat().batch(params["batch_size"], drop_remainder=True)
 
-    def model_fn_builder(loss_scale):
+    def model_fn_builder(loss_scale, options):
       # loss_scale 10 makes the gradient's norm about 13 (clipped), 0.1 about 0.13 (not).
-      return lambda features, labels, mode, params: model_fn(features, mode, loss_scale)
+      return estimator_setup.built_for(
+          lambda features, labels, mode, params: model_fn(features, mode, loss_scale, options),
+          options)
 
-    def model_fn(features, mode, loss_scale):
+    def model_fn(features, mode, loss_scale, options):
       bert_config = modeling.BertConfig.from_json_file(SPEC["bert_config_file"])
       model = modeling.BertModel(bert_config, is_training=True, input_ids=features["input_ids"])
       logits = tf.layers.dense(model.get_pooled_output(), 2, name="cls")
       example_loss = tf.nn.sparse_softmax_cross_entropy_with_logits(
           labels=features["labels"], logits=logits)
       loss = loss_scale * tf.reduce_mean(example_loss)
-      estimator_lib.init_from_checkpoint(SPEC["init_checkpoint"], False)
+      estimator_setup.init_from_checkpoint(SPEC["init_checkpoint"], False)
       if mode == tf.estimator.ModeKeys.TRAIN:
         train_op = optimization.create_optimizer(
-            loss, 0.01, NUM_UPDATES, 1, False, FLAGS.gradient_accumulation_steps)
+            loss, 0.01, NUM_UPDATES, 1, False, options.gradient_accumulation_steps)
         return tf.estimator.tpu.TPUEstimatorSpec(mode=mode, loss=loss, train_op=train_op)
       return tf.estimator.tpu.TPUEstimatorSpec(
           mode=mode, loss=loss,
@@ -197,12 +183,11 @@ DRIVER_SCRIPT = textwrap.dedent("""
 
     results = {}
     for run in SPEC["runs"]:
-      for name, value in run["flags"].items():
-        setattr(FLAGS, name, value)
+      options = estimator_setup.RunOptions(**run["options"])
       result = results[run["name"]] = {}
       try:
-        estimator = estimator_lib.make_estimator(
-            model_fn_builder(run["loss_scale"]), run["output_dir"],
+        estimator = estimator_setup.make_estimator(
+            model_fn_builder(run["loss_scale"], options), run["output_dir"], options,
             train_batch_size=run.get("train_batch_size", 8),
             eval_batch_size=8, save_checkpoints_steps=100)
         estimator.train(input_fn=input_fn, max_steps=NUM_UPDATES)
@@ -283,7 +268,8 @@ def trained(tmp_path_factory):
   def run(name, strategy, steps, loss_scale, output_dir=None, **extra):
     return dict(extra, name=name, output_dir=output_dir or str(directory / name),
                 loss_scale=loss_scale,
-                flags={"distribution_strategy": strategy, "gradient_accumulation_steps": steps})
+                options={"distribution_strategy": strategy,
+                         "gradient_accumulation_steps": steps})
 
   # One cluster of two worker processes per run, all started at once: TensorFlow's collective
   # runtime remembers a process's collectives, so a process trains with one strategy only.
@@ -423,11 +409,12 @@ def test_use_tpu_builds_the_tpu_estimator(tmp_path, monkeypatch):
   _StubTPUClusterResolver.calls = []
   monkeypatch.setattr(tf.distribute.cluster_resolver, "TPUClusterResolver",
                       _StubTPUClusterResolver)
-  with flagsaver.flagsaver(use_tpu=True, tpu_name="bert-tpu", tpu_zone="us-central1-b",
-                           gcp_project="bert-project", num_tpu_cores=32):
-    estimator = estimator_lib.make_estimator(
-        _model_fn, str(tmp_path), train_batch_size=256, eval_batch_size=64,
-        predict_batch_size=64, save_checkpoints_steps=500, iterations_per_loop=200)
+  options = estimator_setup.RunOptions(use_tpu=True, tpu_name="bert-tpu",
+                                       tpu_zone="us-central1-b", gcp_project="bert-project",
+                                       num_tpu_cores=32)
+  estimator = estimator_setup.make_estimator(
+      _model_fn, str(tmp_path), options, train_batch_size=256, eval_batch_size=64,
+      predict_batch_size=64, save_checkpoints_steps=500, iterations_per_loop=200)
   assert _StubTPUClusterResolver.calls == [("bert-tpu", "us-central1-b", "bert-project")]
   assert isinstance(estimator, tf.estimator.tpu.TPUEstimator)
   config = estimator.config
@@ -446,17 +433,19 @@ def test_use_tpu_with_master_and_no_tpu_name(tmp_path, monkeypatch):
   _StubTPUClusterResolver.calls = []
   monkeypatch.setattr(tf.distribute.cluster_resolver, "TPUClusterResolver",
                       _StubTPUClusterResolver)
-  with flagsaver.flagsaver(use_tpu=True, master="grpc://10.0.0.9:8470"):
-    estimator = estimator_lib.make_estimator(_model_fn, str(tmp_path), train_batch_size=64)
+  options = estimator_setup.RunOptions(use_tpu=True, master="grpc://10.0.0.9:8470")
+  estimator = estimator_setup.make_estimator(_model_fn, str(tmp_path), options,
+                                             train_batch_size=64)
   assert _StubTPUClusterResolver.calls == []
   assert estimator.config.master == "grpc://10.0.0.9:8470"
   assert estimator.config.tpu_config.num_shards == 8
 
 
 def test_mirrored_builds_a_distributed_estimator(tmp_path):
-  with flagsaver.flagsaver(distribution_strategy="mirrored"):
-    estimator = estimator_lib.make_estimator(_model_fn, str(tmp_path), train_batch_size=32)
-  assert isinstance(estimator, estimator_lib.DistributedEstimator)
+  estimator = estimator_setup.make_estimator(
+      _model_fn, str(tmp_path), estimator_setup.RunOptions(distribution_strategy="mirrored"),
+      train_batch_size=32)
+  assert isinstance(estimator, distributed_estimator.DistributedEstimator)
   assert isinstance(estimator.estimator, tf.estimator.Estimator)
   assert isinstance(estimator.config.train_distribute, tf.distribute.MirroredStrategy)
   assert estimator.config.eval_distribute is None
@@ -488,22 +477,24 @@ def test_bad_scale_flags(tmp_path, monkeypatch, overrides, tf_config, message):
     monkeypatch.delenv("TF_CONFIG", raising=False)
   else:
     monkeypatch.setenv("TF_CONFIG", tf_config)
-  with flagsaver.flagsaver(**overrides):
-    with pytest.raises(script_io.InputError) as error:
-      estimator_lib.make_estimator(_model_fn, str(tmp_path), train_batch_size=32)
+  with pytest.raises(script_io.InputError) as error:
+    estimator_setup.make_estimator(_model_fn, str(tmp_path),
+                                   estimator_setup.RunOptions(**overrides), train_batch_size=32)
   assert message in str(error.value)
 
 
 def test_scripts_refuse_other_work_than_training_from_multi_worker_runs(monkeypatch):
   monkeypatch.delenv("TF_CONFIG", raising=False)
-  with flagsaver.flagsaver(distribution_strategy="multi_worker_mirrored"):
-    estimator_lib.check_scale_flags(32, {"--do_eval": False, "--export_dir": None})
-    with pytest.raises(script_io.InputError) as error:
-      estimator_lib.check_scale_flags(
-          32, {"--do_eval": True, "--do_predict": False, "--export_dir": "/tmp/export"})
+  multi_worker = estimator_setup.RunOptions(distribution_strategy="multi_worker_mirrored")
+  estimator_setup.check_scale_options(multi_worker, 32,
+                                      {"--do_eval": False, "--export_dir": None})
+  with pytest.raises(script_io.InputError) as error:
+    estimator_setup.check_scale_options(
+        multi_worker, 32, {"--do_eval": True, "--do_predict": False, "--export_dir": "/tmp/export"})
   assert str(error.value) == (
       "--distribution_strategy=multi_worker_mirrored only trains: leave out --do_eval and "
       "--export_dir, and evaluate, predict or export afterwards in a run with "
       "--distribution_strategy=none on the same --output_dir")
-  with flagsaver.flagsaver(distribution_strategy="mirrored"):
-    estimator_lib.check_scale_flags(32, {"--do_eval": True, "--export_dir": "/tmp/export"})
+  estimator_setup.check_scale_options(
+      estimator_setup.RunOptions(distribution_strategy="mirrored"), 32,
+      {"--do_eval": True, "--export_dir": "/tmp/export"})

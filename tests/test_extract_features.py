@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import convert_hf_checkpoint
-import estimator_lib
+import estimator_setup
 import script_io
 import support
 import tensorflow.compat.v1 as tf
@@ -55,7 +55,7 @@ def test_matches_the_original_output(tmp_path, speed_flags):
       "--init_checkpoint=" + MODEL_CHECKPOINT,
       "--batch_size=8"] + fixture_flags() + speed_flags)
   assert result.returncode == 0, result.stderr
-  assert not os.path.exists(output_file + ".incomplete")
+  assert not support.temporary_outputs(str(tmp_path))
   with open(output_file) as reader:
     lines = reader.read().splitlines()
   # Byte for byte what json.dumps writes for the line's contents, as the original's lines are.
@@ -307,12 +307,12 @@ def test_bad_flags(extract_features, tmp_path, overrides, message):
 
 
 def test_a_folder_naming_its_latest_checkpoint_is_one(tmp_path):
-  estimator_lib.check_init_checkpoint(None)
+  estimator_setup.check_init_checkpoint(None)
   tf.train.update_checkpoint_state(str(tmp_path), MODEL_CHECKPOINT)
-  estimator_lib.check_init_checkpoint(str(tmp_path))
+  estimator_setup.check_init_checkpoint(str(tmp_path))
   os.remove(str(tmp_path / "checkpoint"))
   with pytest.raises(script_io.InputError, match=r"^--init_checkpoint: no checkpoint at \S+$"):
-    estimator_lib.check_init_checkpoint(str(tmp_path))
+    estimator_setup.check_init_checkpoint(str(tmp_path))
 
 
 @pytest.mark.parametrize("vocab, message", [

@@ -11,21 +11,10 @@ moment shows it).
 import numpy as np
 import pytest
 import tensorflow.compat.v1 as tf
-from absl import flags
-from absl.testing import flagsaver
 
-import estimator_lib
+import estimator_setup
 import optimization
 import script_io
-
-estimator_lib.define_tpu_flags()
-estimator_lib.define_scale_flags()
-
-
-@pytest.fixture(autouse=True)
-def flags_parsed():
-  """Reads the flags' defaults; other test files may have left the flags unparsed."""
-  flags.FLAGS.mark_as_parsed()
 
 INIT_LR = 0.1
 NUM_UPDATES = 4
@@ -244,25 +233,17 @@ def test_cross_replica_context_is_refused():
 
 @pytest.mark.parametrize("batch_size,steps,expected", [(32, 1, 32), (32, 4, 8), (6, 6, 1)])
 def test_micro_batch_size(batch_size, steps, expected):
-  assert estimator_lib.micro_batch_size(batch_size, steps) == expected
+  assert estimator_setup.micro_batch_size(batch_size, steps) == expected
 
 
 @pytest.mark.parametrize("batch_size,steps,message", [
     (32, 3, r"--train_batch_size=32 cannot be split into --gradient_accumulation_steps=3 "
             r"micro-batches"),
     (4, 8, r"--train_batch_size=4 cannot be split into --gradient_accumulation_steps=8"),
-    (32, 0, r"--gradient_accumulation_steps=0: must be 1 or more"),
 ])
 def test_micro_batch_size_errors(batch_size, steps, message):
   with pytest.raises(script_io.InputError, match=message):
-    estimator_lib.micro_batch_size(batch_size, steps)
-
-
-def test_scale_flags_defaults_and_idempotence():
-  estimator_lib.define_scale_flags()
-  assert flags.FLAGS["distribution_strategy"].default == "none"
-  assert flags.FLAGS["num_gpus"].default is None
-  assert flags.FLAGS["gradient_accumulation_steps"].default == 1
+    estimator_setup.micro_batch_size(batch_size, steps)
 
 
 def _model_fn(features, labels, mode, params):
@@ -280,8 +261,9 @@ def test_make_estimator_feeds_micro_batches(tmp_path):
     batch_sizes.append(params["batch_size"])
     raise _InputFnCalled()
 
-  with flagsaver.flagsaver(gradient_accumulation_steps=4):
-    estimator = estimator_lib.make_estimator(_model_fn, str(tmp_path), train_batch_size=32)
+  estimator = estimator_setup.make_estimator(
+      _model_fn, str(tmp_path), estimator_setup.RunOptions(gradient_accumulation_steps=4),
+      train_batch_size=32)
   assert isinstance(estimator, tf.estimator.tpu.TPUEstimator)
   with pytest.raises(_InputFnCalled):
     estimator.train(input_fn, max_steps=1)
@@ -294,13 +276,13 @@ def test_make_estimator_feeds_micro_batches(tmp_path):
      "--gradient_accumulation_steps=2: gradient accumulation is not supported with --use_tpu"),
 ])
 def test_make_estimator_rejects_bad_accumulation(tmp_path, overrides, message):
-  with flagsaver.flagsaver(**overrides):
-    with pytest.raises(script_io.InputError, match=message):
-      estimator_lib.make_estimator(_model_fn, str(tmp_path), train_batch_size=32)
+  with pytest.raises(script_io.InputError, match=message):
+    estimator_setup.make_estimator(_model_fn, str(tmp_path),
+                                   estimator_setup.RunOptions(**overrides), train_batch_size=32)
 
 
 def test_scripts_check_the_micro_batches_before_reading_data():
-  with flagsaver.flagsaver(gradient_accumulation_steps=4):
-    estimator_lib.check_scale_flags(32, {"--do_eval": True})
-    with pytest.raises(script_io.InputError, match="--train_batch_size=30 cannot be split"):
-      estimator_lib.check_scale_flags(30, {"--do_eval": False})
+  options = estimator_setup.RunOptions(gradient_accumulation_steps=4)
+  estimator_setup.check_scale_options(options, 32, {"--do_eval": True})
+  with pytest.raises(script_io.InputError, match="--train_batch_size=30 cannot be split"):
+    estimator_setup.check_scale_options(options, 30, {"--do_eval": False})

@@ -1,7 +1,6 @@
 """Tests of BertModel's mixed precision: bfloat16/float16 compute, float32 variables."""
 
 import json
-import os
 
 import numpy as np
 import pytest
@@ -19,7 +18,7 @@ TOLERANCES = {tf.bfloat16: dict(sequence=0.08, pooled=0.01),
               tf.float16: dict(sequence=0.02, pooled=0.004)}
 
 
-# ---------------------------------------------------------------- precision names and hardware
+# ---------------------------------------------------------------- precision names
 
 
 def test_get_compute_type_maps_the_precision_names():
@@ -39,48 +38,6 @@ def test_bert_model_rejects_other_compute_types(compute_type):
       modeling.BertModel(tiny_config(), False, tf.zeros([1, 4], tf.int32),
                          compute_type=compute_type)
     assert not tf.global_variables()
-
-
-def test_compute_type_support_on_cpu(monkeypatch):
-  monkeypatch.setattr(tf.config, "list_physical_devices", lambda device_type: [])
-  monkeypatch.setattr(modeling, "_cpu_flags", lambda: {"avx512f", "amx_bf16", "amx_tile"})
-  assert modeling.compute_type_support(tf.float32) == (True, "CPU")
-  assert modeling.compute_type_support(tf.bfloat16) == (True, "CPU with AMX-BF16")
-  supported, hardware = modeling.compute_type_support(tf.float16)
-  assert not supported and "no fast float16" in hardware
-
-  monkeypatch.setattr(modeling, "_cpu_flags", lambda: {"avx512f", "avx512_bf16"})
-  assert modeling.compute_type_support(tf.bfloat16) == (True, "CPU with AVX512_BF16")
-  monkeypatch.setattr(modeling, "_cpu_flags", lambda: {"avx2"})
-  assert modeling.compute_type_support(tf.bfloat16) == (
-      False, "CPU without AMX-BF16 or AVX512_BF16")
-  with pytest.raises(ValueError, match="Unsupported compute_type"):
-    modeling.compute_type_support(tf.int8)
-
-
-@pytest.mark.parametrize("capability, expected", [
-    ((7, 5), {tf.float32: True, tf.bfloat16: False, tf.float16: True}),
-    ((8, 0), {tf.float32: True, tf.bfloat16: True, tf.float16: True}),
-    ((6, 1), {tf.float32: True, tf.bfloat16: False, tf.float16: False}),
-])
-def test_compute_type_support_on_gpu(monkeypatch, capability, expected):
-  gpu = object()
-  monkeypatch.setattr(tf.config, "list_physical_devices",
-                      lambda device_type: [gpu] if device_type == "GPU" else [])
-  monkeypatch.setattr(tf.config.experimental, "get_device_details",
-                      lambda device: {"compute_capability": capability} if device is gpu else {})
-  for compute_type, supported in expected.items():
-    assert modeling.compute_type_support(compute_type) == (
-        supported, "GPU of compute capability %d.%d" % capability)
-
-
-@pytest.mark.skipif(not os.path.exists("/proc/cpuinfo"), reason="Linux only")
-def test_cpu_flags_of_this_machine_are_read():
-  flags = modeling._cpu_flags()  # pylint: disable=protected-access
-  with open("/proc/cpuinfo") as cpuinfo:
-    first_flags_line = next(line for line in cpuinfo if line.startswith("flags"))
-  assert flags == set(first_flags_line.split(":", 1)[1].split())
-  assert flags
 
 
 # ---------------------------------------------------------------- graph and variables

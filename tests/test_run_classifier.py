@@ -365,14 +365,8 @@ def test_in_memory_input_fn_serves_the_features(rc, tokenizer):
 
 def test_padding_is_added_on_tpu_only(rc):
   examples = [rc.InputExample(str(i), "text", label="0") for i in range(5)]
-  FLAGS.unparse_flags()
-  try:
-    FLAGS(["run_classifier.py"])
-    assert rc._padded_for_tpu(examples, 4) == examples
-    FLAGS(["run_classifier.py", "--use_tpu=true"])
-    padded = rc._padded_for_tpu(examples, 4)
-  finally:
-    FLAGS.unparse_flags()
+  assert rc._padded_for_tpu(examples, 4, use_tpu=False) == examples
+  padded = rc._padded_for_tpu(examples, 4, use_tpu=True)
   assert padded[:5] == examples and len(padded) == 8
   assert all(isinstance(e, rc.PaddingInputExample) for e in padded[5:])
 
@@ -388,13 +382,8 @@ def test_padding_examples_are_left_out_of_the_metrics(rc, tmp_path, tokenizer):
   bert_config = rc.modeling.BertConfig.from_json_file(MODEL_CONFIG)
   model_fn = rc.model_fn_builder(bert_config, 2, FINETUNED_CHECKPOINT, 5e-5, None, None,
                                  use_tpu=False, use_one_hot_embeddings=False)
-  FLAGS.unparse_flags()
-  try:
-    FLAGS(["run_classifier.py"])
-    estimator = rc.estimator_lib.make_estimator(
-        model_fn, str(tmp_path / "model"), eval_batch_size=8)
-  finally:
-    FLAGS.unparse_flags()
+  estimator = rc.estimator_setup.make_estimator(
+      model_fn, str(tmp_path / "model"), rc.estimator_setup.RunOptions(), eval_batch_size=8)
   result = estimator.evaluate(rc.file_based_input_fn_builder(eval_file, 64, False, True))
   assert abs(result["eval_accuracy"] - REFERENCE_EVAL_RESULTS["eval_accuracy"]) < 1e-6
   assert abs(result["eval_loss"] - REFERENCE_EVAL_RESULTS["eval_loss"]) < 1e-5
@@ -429,7 +418,7 @@ def test_eval_and_predict_match_the_original(tmp_path):
       support.fixture_path("classifier", "reference_test_results.tsv"))
   assert probabilities.shape == reference_probabilities.shape == (40, 2)
   np.testing.assert_allclose(probabilities, reference_probabilities, atol=1e-4)
-  assert not [name for name in os.listdir(output_dir) if name.endswith(".incomplete")]
+  assert not support.temporary_outputs(output_dir)
 
 
 @pytest.mark.slow
@@ -739,7 +728,7 @@ def test_bfloat16_training_writes_the_float32_checkpoint_layout(tmp_path):
 @pytest.mark.slow
 def test_float16_training_with_loss_scaling(rc, tmp_path, monkeypatch):
   # No CPU has fast float16: claim support so that the float16 path runs.
-  monkeypatch.setattr(rc.modeling, "compute_type_support", lambda dtype: (True, "test"))
+  monkeypatch.setattr(rc.precision, "compute_type_support", lambda dtype: (True, "test"))
   output_dir = str(tmp_path / "out")
   run_main_in_process(rc, tiny_training_flags(output_dir) + ["--precision=fp16"])
 
@@ -751,7 +740,7 @@ def test_float16_training_with_loss_scaling(rc, tmp_path, monkeypatch):
 
 @pytest.mark.slow
 def test_unsupported_precision_falls_back_to_float32_with_a_warning(rc, tmp_path, monkeypatch):
-  monkeypatch.setattr(rc.modeling, "compute_type_support",
+  monkeypatch.setattr(rc.precision, "compute_type_support",
                       lambda dtype: (False, "CPU without AMX-BF16 or AVX512_BF16"))
   warnings = []
   monkeypatch.setattr(tf.logging, "warning", lambda message, *args: warnings.append(

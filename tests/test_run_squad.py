@@ -73,7 +73,7 @@ def answer(text, answer_start):
 
 
 def assert_no_temporary_files(output_dir):
-  assert not [name for name in os.listdir(output_dir) if name.endswith(".incomplete")]
+  assert not support.temporary_outputs(output_dir)
 
 
 # Parity with the reference predictions of the original code.

@@ -1,10 +1,10 @@
-"""Tests of estimator_lib.py's batches without wasted padding: same model outputs."""
+"""Tests of input_pipeline.py's batches without wasted padding: same model outputs."""
 
 import numpy as np
 import pytest
 import tensorflow.compat.v1 as tf
 
-import estimator_lib
+import input_pipeline
 import modeling
 from test_modeling import tiny_config
 
@@ -43,9 +43,9 @@ def all_batches(dataset):
 def test_trim_to_longest_sequence(length_multiple, expected_length):
   features = padded_examples([3, 11, 7])
   with tf.Graph().as_default():
-    trimmed = evaluate(estimator_lib.trim_to_longest_sequence(
+    trimmed = evaluate(input_pipeline.trim_to_longest_sequence(
         {name: tf.constant(value) for name, value in features.items()}, length_multiple))
-  for name in estimator_lib.SEQUENCE_FEATURES:
+  for name in input_pipeline.SEQUENCE_FEATURES:
     np.testing.assert_array_equal(trimmed[name], features[name][:, :expected_length])
   np.testing.assert_array_equal(trimmed["label_ids"], features["label_ids"])
 
@@ -55,8 +55,8 @@ def test_trim_keeps_a_full_batch_and_other_per_position_features_on_request():
   features["masked_lm_positions"] = np.array([[1, 5], [1, 0]], np.int32)
   with tf.Graph().as_default():
     tensors = {name: tf.constant(value) for name, value in features.items()}
-    full = evaluate(estimator_lib.trim_to_longest_sequence(tensors, 8))
-    short = evaluate(estimator_lib.trim_to_longest_sequence(
+    full = evaluate(input_pipeline.trim_to_longest_sequence(tensors, 8))
+    short = evaluate(input_pipeline.trim_to_longest_sequence(
         {name: tensor[1:] for name, tensor in tensors.items()}, 1,
         sequence_features=("input_mask", "segment_ids")))
   assert full["input_ids"].shape == (2, SEQ_LENGTH)
@@ -70,11 +70,11 @@ def test_trimming_leaves_the_outputs_at_real_positions_unchanged(compute_type):
   features = padded_examples([5, 9, 2], seed=1)
   with tf.Graph().as_default():
     placeholders = {name: tf.placeholder(tf.int32, [3, None])
-                    for name in estimator_lib.SEQUENCE_FEATURES}
+                    for name in input_pipeline.SEQUENCE_FEATURES}
     model = modeling.BertModel(tiny_config(), False, placeholders["input_ids"],
                                placeholders["input_mask"], placeholders["segment_ids"],
                                compute_type=compute_type)
-    trimmed = estimator_lib.trim_to_longest_sequence(
+    trimmed = input_pipeline.trim_to_longest_sequence(
         {name: tf.constant(features[name]) for name in placeholders})
     fetches = [model.get_sequence_output(), model.get_pooled_output()]
     with tf.Session() as session:
@@ -96,7 +96,7 @@ def test_bucket_by_length_groups_similar_lengths_and_keeps_every_example():
   lengths = [1, 16, 4, 5, 8, 9, 12, 3, 13, 2, 16, 6]
   features = padded_examples(lengths)
   with tf.Graph().as_default():
-    dataset = estimator_lib.bucket_by_length(
+    dataset = input_pipeline.bucket_by_length(
         tf.data.Dataset.from_tensor_slices(features), batch_size=2, bucket_width=4,
         drop_remainder=False)
     batches = all_batches(dataset)
@@ -117,15 +117,15 @@ def test_bucket_by_length_groups_similar_lengths_and_keeps_every_example():
 
 @pytest.mark.parametrize("seq_length, expected", [(32, 8), (128, 8), (256, 16), (512, 32)])
 def test_length_multiple_keeps_at_most_16_shapes(seq_length, expected):
-  assert estimator_lib.length_multiple(seq_length) == expected
-  assert seq_length // estimator_lib.length_multiple(seq_length) <= 16
+  assert input_pipeline.length_multiple(seq_length) == expected
+  assert seq_length // input_pipeline.length_multiple(seq_length) <= 16
 
 
 def test_batch_sorted_by_length_sorts_within_windows_only():
   lengths = [9, 2, 16, 4, 3, 12, 1, 7, 5, 16]
   features = padded_examples(lengths)
   with tf.Graph().as_default():
-    dataset = estimator_lib.batch_sorted_by_length(
+    dataset = input_pipeline.batch_sorted_by_length(
         tf.data.Dataset.from_tensor_slices(features), batch_size=2, window_batches=2,
         length_multiple=4)
     batches = all_batches(dataset)
@@ -140,17 +140,8 @@ def test_batch_sorted_by_length_sorts_within_windows_only():
 
 def test_restore_input_order():
   shuffled = [{"example_index": index, "value": index * 10} for index in (2, 0, 3, 1, 5, 4)]
-  assert list(estimator_lib.restore_input_order(shuffled)) == [
+  assert list(input_pipeline.restore_input_order(shuffled)) == [
       {"value": index * 10} for index in range(6)]
   # Predictions without an index pass through as they come.
-  assert list(estimator_lib.restore_input_order([{"value": 2}, {"value": 1}])) == [
+  assert list(input_pipeline.restore_input_order([{"value": 2}, {"value": 1}])) == [
       {"value": 2}, {"value": 1}]
-
-
-@pytest.mark.parametrize("compute_type, expected", [
-    (tf.float32, dict(loss_scaling=False, fused=False)),
-    (tf.bfloat16, dict(loss_scaling=False, fused=True)),
-    (tf.float16, dict(loss_scaling=True, fused=True)),
-])
-def test_mixed_precision_optimizer_options(compute_type, expected):
-  assert estimator_lib.mixed_precision_optimizer_options(compute_type) == expected

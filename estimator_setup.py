@@ -1,0 +1,391 @@
+"""How a script's model runs: the run options, and the Estimator built from them.
+
+`RunOptions` holds the values of the shared TPU, scale and speed flags (flag_groups.py), which
+a script's main() reads once. The same value goes to `make_estimator`, the one place that builds
+what trains, evaluates and predicts, and to the script's model_fn_builder (`model_fn_options`,
+`built_for`): the accumulation steps, the strategy and use_tpu reach both by one route, and
+make_estimator refuses a model_fn built for other options.
+
+With --use_tpu or --distribution_strategy=none (the default) that is the TPUEstimator of the
+original scripts, which runs on CPU/GPU when not --use_tpu; with another strategy, a
+`distributed_estimator.DistributedEstimator` that trains under that `tf.distribute` strategy.
+The rest is what the scripts set a model up with: the BERT config checked against the sequence
+length (`load_bert_config`), and the check of --init_checkpoint and the initialisation from it.
+"""
+
+from __future__ import absolute_import
+from __future__ import division
+from __future__ import print_function
+
+import dataclasses
+import json
+import os
+import re
+from typing import Optional
+
+import distributed_estimator
+import modeling
+import precision
+import script_io
+import tensorflow.compat.v1 as tf
+
+DISTRIBUTION_STRATEGIES = ("none", "mirrored", "multi_worker_mirrored")
+
+
+@dataclasses.dataclass(frozen=True)
+class RunOptions(object):
+  """Where and how a script runs: the values of the flags of flag_groups.py, field by field.
+
+  A script's main() makes one from its flags (`from_flag_values`); a script without a flag
+  group keeps the defaults, the original's behaviour. Options that contradict each other are
+  refused when the value is made, with the message naming the flags.
+
+  Attributes:
+    use_tpu, tpu_name, tpu_zone, gcp_project, master, num_tpu_cores: the original's TPU flags.
+    distribution_strategy: one of DISTRIBUTION_STRATEGIES, for training off TPU.
+    num_gpus: the GPUs a mirrored strategy trains on, or None for all.
+    gradient_accumulation_steps: micro-batches per update.
+    precision: "fp32", "bf16" or "fp16" (`precision.compute_type_for`).
+    use_xla: whether the sessions compile with XLA.
+    batch_by_length: off TPU, whether to batch examples of similar length.
+  """
+
+  use_tpu: bool = False
+  tpu_name: Optional[str] = None
+  tpu_zone: Optional[str] = None
+  gcp_project: Optional[str] = None
+  master: Optional[str] = None
+  num_tpu_cores: int = 8
+  distribution_strategy: str = "none"
+  num_gpus: Optional[int] = None
+  gradient_accumulation_steps: int = 1
+  precision: str = "fp32"
+  use_xla: bool = False
+  batch_by_length: bool = False
+
+  def __post_init__(self):
+    strategy = self.distribution_strategy
+    steps = self.gradient_accumulation_steps
+    if strategy not in DISTRIBUTION_STRATEGIES:
+      raise script_io.InputError("--distribution_strategy=%s: choose one of %s" %
+                                 (strategy, ", ".join(DISTRIBUTION_STRATEGIES)))
+    if steps < 1:
+      raise script_io.InputError("--gradient_accumulation_steps=%d: must be 1 or more" % steps)
+    if self.use_tpu and strategy != "none":
+      raise script_io.InputError(
+          "--use_tpu trains on TPU cores with TPUEstimator; --distribution_strategy=%s is for "
+          "GPUs and CPUs: leave it at none" % strategy)
+    if self.use_tpu and steps != 1:
+      raise script_io.InputError(
+          "--gradient_accumulation_steps=%d: gradient accumulation is not supported with "
+          "--use_tpu; use more TPU cores (--num_tpu_cores) for a larger batch" % steps)
+    if strategy == "multi_worker_mirrored" and self.num_gpus is not None:
+      raise script_io.InputError(
+          "--num_gpus is only for --distribution_strategy=mirrored; each worker of "
+          "multi_worker_mirrored trains on all its visible GPUs (set CUDA_VISIBLE_DEVICES)")
+
+  @classmethod
+  def from_flag_values(cls, flag_values):
+    """Makes the options from a dict of flag name -> value, e.g. `FLAGS.flag_values_dict()`.
+
+    Fields without a flag of that name keep their defaults.
+    """
+    return cls(**{field.name: flag_values[field.name] for field in dataclasses.fields(cls)
+                  if field.name in flag_values})
+
+  @property
+  def trims_padding(self):
+    """Whether the input_fns cut batches to their longest sequence: off TPU (static shapes)."""
+    return not self.use_tpu
+
+
+def model_fn_options(options, use_tpu):
+  """Returns the options a script's model_fn_builder builds for, checked against its use_tpu.
+
+  The builders keep the original's `use_tpu` argument and take the run options besides.
+
+  Args:
+    options: a `RunOptions`, or None for the defaults with `use_tpu` (a model_fn that only
+      predicts, or code written for the original signature).
+    use_tpu: the builder's use_tpu argument.
+
+  Raises:
+    ValueError: `use_tpu` contradicts options.use_tpu.
+  """
+  if options is None:
+    return RunOptions(use_tpu=use_tpu)
+  if options.use_tpu != use_tpu:
+    raise ValueError("use_tpu=%s contradicts the run options' use_tpu=%s: pass the same value" %
+                     (use_tpu, options.use_tpu))
+  return options
+
+
+def built_for(model_fn, options):
+  """Records on `model_fn` the `RunOptions` it was built for and returns it; see make_estimator."""
+  model_fn.run_options = options
+  return model_fn
+
+
+def load_bert_config(bert_config_file, max_seq_length):
+  """Reads a BERT config file and checks that `max_seq_length` fits the model.
+
+  Args:
+    bert_config_file: path of a bert_config.json (flag --bert_config_file).
+    max_seq_length: the sequence length the script will feed (flag --max_seq_length).
+
+  Returns:
+    A `modeling.BertConfig`.
+
+  Raises:
+    script_io.InputError: missing or malformed file, or a sequence longer than the model's
+      position embeddings.
+  """
+  script_io.require_file(bert_config_file, "bert_config_file")
+  try:
+    bert_config = modeling.BertConfig.from_json_file(bert_config_file)
+  except (ValueError, TypeError) as error:
+    raise script_io.InputError(
+        "--bert_config_file: %s is not a BERT config: %s" % (bert_config_file, error))
+  if max_seq_length > bert_config.max_position_embeddings:
+    raise script_io.InputError(
+        "--max_seq_length=%d is longer than the model allows: %s has "
+        "max_position_embeddings=%d" %
+        (max_seq_length, bert_config_file, bert_config.max_position_embeddings))
+  return bert_config
+
+
+def micro_batch_size(train_batch_size, gradient_accumulation_steps):
+  """Returns the number of examples of one micro-batch: train_batch_size / accumulation steps.
+
+  Raises:
+    script_io.InputError: gradient_accumulation_steps (positive) does not divide
+      train_batch_size.
+  """
+  if train_batch_size % gradient_accumulation_steps:
+    raise script_io.InputError(
+        "--train_batch_size=%d cannot be split into --gradient_accumulation_steps=%d "
+        "micro-batches of equal size: choose a divisor" %
+        (train_batch_size, gradient_accumulation_steps))
+  return train_batch_size // gradient_accumulation_steps
+
+
+def check_scale_options(options, train_batch_size, other_work):
+  """Checks the scale options against a script's work before it reads or converts any data.
+
+  Args:
+    options: the `RunOptions`.
+    train_batch_size: --train_batch_size, which --gradient_accumulation_steps must divide.
+    other_work: dict of the script's flags for more than training -> their values, e.g.
+      {"--do_eval": True, "--export_dir": None}; those set are refused by multi-worker runs.
+
+  Raises:
+    script_io.InputError: the batch does not split into micro-batches of equal size, or a
+      multi-worker run is asked for more than training (each worker would evaluate, predict
+      or export while the chief may still be writing the last checkpoint).
+  """
+  micro_batch_size(train_batch_size, options.gradient_accumulation_steps)
+  given = [flag for flag, value in other_work.items() if value]
+  if options.distribution_strategy == "multi_worker_mirrored" and given:
+    raise script_io.InputError(
+        "--distribution_strategy=multi_worker_mirrored only trains: leave out %s, and "
+        "evaluate, predict or export afterwards in a run with --distribution_strategy=none on "
+        "the same --output_dir" % " and ".join(given))
+
+
+def make_estimator(model_fn, output_dir, options, train_batch_size=None, eval_batch_size=None,
+                   predict_batch_size=None, save_checkpoints_steps=None,
+                   iterations_per_loop=1000):
+  """Builds what trains, evaluates and predicts with a TPUEstimator `model_fn`.
+
+  With use_tpu or distribution_strategy "none" (the default), this is the TPUEstimator the
+  original scripts use; it runs on CPU/GPU when not use_tpu. With another strategy it is a
+  `DistributedEstimator` that trains under that `tf.distribute` strategy; its evaluation and
+  prediction run on one device, so every example counts once. With use_xla the sessions of
+  either compile with XLA.
+
+  With gradient_accumulation_steps N the input_fn gives micro-batches of train_batch_size / N
+  examples (divided again among the replicas of a strategy); the model_fn, built for the same
+  options, passes N to `optimization.create_optimizer`.
+
+  Args:
+    model_fn: a TPUEstimator model_fn (features, labels, mode, params).
+    output_dir: where checkpoints and summaries go; training resumes from its latest checkpoint.
+    options: the `RunOptions`; a model_fn the scripts build records its own (`built_for`), and
+      they must be these.
+    train_batch_size, eval_batch_size, predict_batch_size: global batch sizes.
+    save_checkpoints_steps: save a checkpoint every so many steps, and at the end of training;
+      None saves none at all (for runs that only predict from an init_checkpoint).
+    iterations_per_loop: steps per TPU loop (and per Estimator log line off TPU).
+
+  Returns:
+    A `tf.estimator.tpu.TPUEstimator`, or a `DistributedEstimator` under a strategy; both
+    train(input_fn=..., max_steps=...), evaluate(input_fn=..., steps=...) and predict(input_fn).
+
+  Raises:
+    ValueError: `model_fn` was built for other options.
+    script_io.InputError: the options do not fit the batch size, the machine or TF_CONFIG.
+  """
+  built_options = getattr(model_fn, "run_options", options)
+  if built_options != options:
+    raise ValueError("the model_fn was built for %s but the estimator is asked for %s: build "
+                     "both from the same RunOptions" % (built_options, options))
+  if train_batch_size is not None:
+    train_batch_size = micro_batch_size(train_batch_size, options.gradient_accumulation_steps)
+  if options.distribution_strategy != "none":
+    return _make_distributed_estimator(model_fn, output_dir, options, train_batch_size,
+                                       eval_batch_size, predict_batch_size,
+                                       save_checkpoints_steps)
+
+  tpu_cluster_resolver = None
+  if options.use_tpu and options.tpu_name:
+    tpu_cluster_resolver = tf.distribute.cluster_resolver.TPUClusterResolver(
+        options.tpu_name, zone=options.tpu_zone, project=options.gcp_project)
+  run_config = tf.estimator.tpu.RunConfig(
+      cluster=tpu_cluster_resolver,
+      master=options.master,
+      model_dir=output_dir,
+      save_checkpoints_steps=save_checkpoints_steps,
+      session_config=precision.xla_session_config(None, options.use_xla),
+      tpu_config=tf.estimator.tpu.TPUConfig(
+          iterations_per_loop=iterations_per_loop,
+          num_shards=options.num_tpu_cores,
+          per_host_input_for_training=tf.estimator.tpu.InputPipelineConfig.PER_HOST_V2))
+  return tf.estimator.tpu.TPUEstimator(
+      use_tpu=options.use_tpu,
+      model_fn=model_fn,
+      config=run_config,
+      train_batch_size=train_batch_size,
+      eval_batch_size=eval_batch_size,
+      predict_batch_size=predict_batch_size)
+
+
+def _make_distributed_estimator(model_fn, output_dir, options, train_batch_size,
+                                eval_batch_size, predict_batch_size, save_checkpoints_steps):
+  """Builds the plain Estimator that trains `model_fn` under the strategy of `options`."""
+  strategy_name = options.distribution_strategy
+  if strategy_name == "mirrored":
+    strategy = tf.distribute.MirroredStrategy(devices=_mirrored_devices(options.num_gpus))
+  else:
+    _check_tf_config()
+    strategy = tf.distribute.experimental.MultiWorkerMirroredStrategy()
+
+  num_replicas = strategy.num_replicas_in_sync
+  if train_batch_size is not None and train_batch_size % num_replicas:
+    raise script_io.InputError(
+        "--train_batch_size: micro-batches of %d examples cannot be shared evenly by the %d "
+        "replicas of --distribution_strategy=%s" %
+        (train_batch_size, num_replicas, strategy_name))
+
+  num_cpus = len(tf.config.list_logical_devices("CPU"))
+  session_config = tf.ConfigProto(
+      allow_soft_placement=True,
+      device_count={"CPU": num_cpus},
+      # An all-reduce holds inter-op threads while it waits for every replica; with the default
+      # of one thread per core, two replicas on a 2-core machine deadlocked.
+      inter_op_parallelism_threads=max(os.cpu_count() or 1, 8 * num_replicas))
+  run_config = tf.estimator.RunConfig(
+      model_dir=output_dir,
+      save_checkpoints_steps=save_checkpoints_steps,
+      session_config=precision.xla_session_config(session_config, options.use_xla),
+      train_distribute=strategy)
+  return distributed_estimator.DistributedEstimator(
+      model_fn, run_config,
+      train_batch_size=None if train_batch_size is None else train_batch_size // num_replicas,
+      eval_batch_size=eval_batch_size,
+      predict_batch_size=predict_batch_size)
+
+
+def _mirrored_devices(num_gpus):
+  """Returns the names of the devices MirroredStrategy trains on (see --num_gpus)."""
+  gpus = [device.name for device in tf.config.list_logical_devices("GPU")]
+  if num_gpus is not None:
+    if not 1 <= num_gpus <= len(gpus):
+      raise script_io.InputError(
+          "--num_gpus=%d: this machine has %d visible GPUs" % (num_gpus, len(gpus)))
+    return gpus[:num_gpus]
+  # Without a GPU, the CPU; or several logical CPUs where tf.config made them (the tests).
+  return gpus or [device.name for device in tf.config.list_logical_devices("CPU")]
+
+
+def _check_tf_config():
+  """Checks that TF_CONFIG names a cluster of workers and this process's task in it."""
+  try:
+    tf_config = json.loads(os.environ.get("TF_CONFIG") or "{}")
+  except ValueError as error:
+    raise script_io.InputError("TF_CONFIG is not JSON: %s" % error)
+  cluster = tf_config.get("cluster") or {}
+  task = tf_config.get("task") or {}
+  if not cluster or "type" not in task or "index" not in task:
+    raise script_io.InputError(
+        "--distribution_strategy=multi_worker_mirrored needs the TF_CONFIG environment "
+        "variable: {\"cluster\": {\"worker\": [\"host:port\", ...]}, "
+        "\"task\": {\"type\": \"worker\", \"index\": i}}")
+  if set(cluster) - {"chief", "worker"}:
+    raise script_io.InputError(
+        "TF_CONFIG: multi_worker_mirrored trains on \"chief\" and \"worker\" tasks only, "
+        "not %s" % ", ".join(sorted(set(cluster) - {"chief", "worker"})))
+
+
+# The files of a checkpoint, whose path is their common prefix (".../bert_model.ckpt").
+_CHECKPOINT_FILE_SUFFIX = re.compile(r"\.(index|meta|data-\d+-of-\d+)$")
+
+
+def check_init_checkpoint(init_checkpoint):
+  """Raises InputError unless --init_checkpoint is unset or names a checkpoint.
+
+  A checkpoint is named by the prefix of its files (".../bert_model.ckpt" for
+  bert_model.ckpt.index and bert_model.ckpt.data-*), or by a folder whose "checkpoint" file
+  names its latest one (an --output_dir), as `tf.train.init_from_checkpoint` takes them. A
+  file of a checkpoint, or a folder without a "checkpoint" file (a Google release), gets the
+  prefix to pass instead.
+  """
+  if not init_checkpoint:
+    return
+  if tf.io.gfile.isdir(init_checkpoint):
+    if tf.train.latest_checkpoint(init_checkpoint):
+      return
+    prefixes = sorted(name[:-len(".index")] for name in
+                      tf.io.gfile.glob(os.path.join(init_checkpoint, "*.index")))
+  elif tf.io.gfile.exists(init_checkpoint + ".index"):
+    return
+  else:
+    prefix = _CHECKPOINT_FILE_SUFFIX.sub("", init_checkpoint)
+    prefixes = [prefix] if prefix != init_checkpoint and tf.io.gfile.exists(
+        prefix + ".index") else []
+  error = "--init_checkpoint: no checkpoint at %s" % init_checkpoint
+  if prefixes:
+    error += "; name a checkpoint by the prefix of its files, e.g. %s" % prefixes[0]
+  raise script_io.InputError(error)
+
+
+def init_from_checkpoint(init_checkpoint, use_tpu):
+  """Initialises every trainable variable found in `init_checkpoint` and logs which.
+
+  Args:
+    init_checkpoint: checkpoint path, or None/"" to start from the initializers.
+    use_tpu: on TPU the initialisation must happen inside a Scaffold.
+
+  Returns:
+    scaffold_fn for TPUEstimatorSpec, or None.
+  """
+  tvars = tf.trainable_variables()
+  initialized_variable_names = {}
+  scaffold_fn = None
+  if init_checkpoint:
+    assignment_map, initialized_variable_names = (
+        modeling.get_assignment_map_from_checkpoint(tvars, init_checkpoint))
+    if use_tpu:
+
+      def tpu_scaffold():
+        tf.train.init_from_checkpoint(init_checkpoint, assignment_map)
+        return tf.train.Scaffold()
+
+      scaffold_fn = tpu_scaffold
+    else:
+      tf.train.init_from_checkpoint(init_checkpoint, assignment_map)
+
+  tf.logging.info("**** Trainable Variables ****")
+  for var in tvars:
+    init_string = ", *INIT_FROM_CKPT*" if var.name in initialized_variable_names else ""
+    tf.logging.info("  name = %s, shape = %s%s", var.name, var.shape, init_string)
+  return scaffold_fn
