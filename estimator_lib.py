@@ -497,7 +497,7 @@ def decode_record(record, name_to_features):
 
 
 def file_based_input_fn_builder(input_file, name_to_features, is_training, drop_remainder,
-                                trim_padding=False):
+                                trim_padding=False, sequence_features=None):
   """Creates an `input_fn` reading one TFRecord file of fixed-length features.
 
   Training repeats and shuffles the records; evaluation and prediction read them once, in order.
@@ -509,6 +509,7 @@ def file_based_input_fn_builder(input_file, name_to_features, is_training, drop_
     drop_remainder: whether to drop a last, smaller batch (TPUs need fixed shapes).
     trim_padding: whether to cut each batch's per-position features to its longest real
       sequence (off TPU), with --batch_by_length grouping examples of similar length.
+    sequence_features: names of the per-position features (default SEQUENCE_FEATURES).
 
   Returns:
     input_fn(params) -> `tf.data.Dataset` of feature dicts, batched by params["batch_size"];
@@ -523,7 +524,7 @@ def file_based_input_fn_builder(input_file, name_to_features, is_training, drop_
       dataset = dataset.shuffle(buffer_size=100)
     dataset = dataset.map(lambda record: decode_record(record, name_to_features))
     return batch_features(dataset, params["batch_size"], is_training, drop_remainder,
-                          trim_padding)
+                          trim_padding, sequence_features)
 
   return input_fn
 
