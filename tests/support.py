@@ -13,7 +13,7 @@ FIXTURES_DIR = os.path.join(REPO_DIR, "tests", "fixtures")
 VOCAB_FILE = os.path.join(FIXTURES_DIR, "vocab", "uncased_vocab.txt")
 
 SCRIPTS = ("create_pretraining_data", "run_pretraining", "run_classifier",
-           "run_squad", "extract_features")
+           "run_squad", "run_ner", "extract_features")
 
 
 def fixture_path(*parts):
