@@ -131,7 +131,7 @@ OUTPUT_BIAS_NAME = "cls/ner/output_bias"
 # The per-position features of a window, each [max_seq_length] ints.
 FEATURE_NAMES = ("input_ids", "input_mask", "segment_ids", "label_ids", "label_weights")
 
-# How many sentences convert_examples logs in full.
+# How many sentences file_based_convert_examples logs in full.
 NUM_EXAMPLES_TO_LOG = 5
 
 
@@ -193,7 +193,8 @@ def _read_lines(path):
       # A byte order mark may start the file.
       lines.append((line_number, line.decode("utf-8-sig" if line_number == 1 else "utf-8")))
     except UnicodeDecodeError as error:
-      raise script_io.InputError("%s line %d is not UTF-8: %s" % (path, line_number, error))
+      raise script_io.InputError(
+          "%s line %d is not UTF-8: %s" % (path, line_number, error)) from None
   return lines
 
 
@@ -222,37 +223,31 @@ def read_conll_file(path, set_type, tags_required):
     raise script_io.InputError("%s is empty" % path)
 
   examples = []
-  words, tags, line_numbers = [], [], []
-  tagged_line = None  # A word line of the file and whether it has a tag.
-
-  def end_sentence():
-    if words:
-      examples.append(InputExample(
-          guid="%s-%d" % (set_type, len(examples)), words=list(words),
-          labels=list(tags) if tagged_line[1] else None, path=path,
-          line_numbers=list(line_numbers)))
-    del words[:], tags[:], line_numbers[:]
-
-  for line_number, line in lines:
+  sentence = []  # The (line number, columns) of the words read since the last sentence ended.
+  first_word = None  # (line number, whether it has a tag) of the file's first word line.
+  # A blank line after the last one ends the last sentence.
+  for line_number, line in lines + [(len(lines) + 1, "")]:
     columns = line.split()
-    if not columns or columns[0] == DOCUMENT_START:
-      end_sentence()
-      continue
-    has_tag = len(columns) > 1
-    if tagged_line is None:
-      tagged_line = (line_number, has_tag)
-    if not has_tag and (tags_required or tagged_line[1]):
-      raise script_io.InputError(
-          "%s line %d: no tag column: expected the word, then its tag in the last column" %
-          (path, line_number))
-    if has_tag and not tagged_line[1]:
-      raise script_io.InputError(
-          "%s line %d has a tag column but line %d has only a word: give every word a tag, or "
-          "none" % (path, line_number, tagged_line[0]))
-    words.append(columns[0])
-    tags.append(columns[-1])
-    line_numbers.append(line_number)
-  end_sentence()
+    if columns and columns[0] != DOCUMENT_START:
+      has_tag = len(columns) > 1
+      first_word = first_word or (line_number, has_tag)
+      if not has_tag and (tags_required or first_word[1]):
+        raise script_io.InputError(
+            "%s line %d: no tag column: expected the word, then its tag in the last column" %
+            (path, line_number))
+      if has_tag and not first_word[1]:
+        raise script_io.InputError(
+            "%s line %d has a tag column but line %d has only a word: give every word a tag, "
+            "or none" % (path, line_number, first_word[0]))
+      sentence.append((line_number, columns))
+    elif sentence:
+      examples.append(InputExample(
+          guid="%s-%d" % (set_type, len(examples)),
+          words=[columns[0] for _, columns in sentence],
+          labels=[columns[-1] for _, columns in sentence] if first_word[1] else None,
+          path=path,
+          line_numbers=[number for number, _ in sentence]))
+      sentence = []
   if not examples:
     raise script_io.InputError("%s holds no sentence, only %s lines" % (path, DOCUMENT_START))
   return examples
@@ -320,7 +315,7 @@ def read_label_file(path):
 
 def _uses_iobes(label_list):
   """Whether the labels have E- or S- tags, so every sentence must be IOBES-tagged."""
-  return any(conll_metrics.has_prefix(label) and conll_metrics.split_tag(label)[0] in "ES"
+  return any(conll_metrics.has_prefix(label) and conll_metrics.split_tag(label)[0] in ("E", "S")
              for label in label_list)
 
 

@@ -62,3 +62,18 @@ def load_script(name):
         delattr(flags.FLAGS, flag.name)
       del sys.modules[other]
   return importlib.import_module(name)
+
+
+def run_main_in_process(script, args):
+  """Parses `args` as the command line of a script module and runs its main() in this process.
+
+  Args:
+    script: the module of a script, from `load_script`.
+    args: list of command-line arguments, e.g. ["--do_train=true"].
+  """
+  flags.FLAGS.unparse_flags()
+  try:
+    flags.FLAGS([script.__name__ + ".py"] + list(args))
+    script.main([])
+  finally:
+    flags.FLAGS.unparse_flags()

@@ -7,7 +7,6 @@ import random
 import re
 import shutil
 
-from absl import flags
 import numpy as np
 import pytest
 import safetensors.numpy
@@ -16,8 +15,6 @@ import support
 import tensorflow.compat.v1 as tf
 import tokenization
 import windowing
-
-FLAGS = flags.FLAGS
 
 MODEL_CONFIG = support.fixture_path("modeling", "bert_config.json")
 PRETRAINED_CHECKPOINT = support.fixture_path("modeling", "bert_model.ckpt")
@@ -64,16 +61,6 @@ def read_results_file(path):
   with open(path) as reader:
     return {name: float(value) for name, value in
             (line.rstrip("\n").split(" = ") for line in reader)}
-
-
-def run_main_in_process(rn, args):
-  """Parses `args` as run_ner's command line and runs its main() in this process."""
-  FLAGS.unparse_flags()
-  try:
-    FLAGS(["run_ner.py"] + args)
-    rn.main([])
-  finally:
-    FLAGS.unparse_flags()
 
 
 def run_ner(args):
@@ -142,6 +129,26 @@ def test_a_label_file_fixes_the_order(rn, tmp_path):
   with pytest.raises(script_io.InputError, match=r"labels\.txt line 3: label 'O' again "
                      r"\(.*labels\.txt line 1\)"):
     rn.read_label_file(path)
+
+
+@pytest.mark.parametrize("text, message", [
+    ("O\nB PER\n", r"labels\.txt line 2: a label cannot hold whitespace: 'B PER'"),
+    ("\n \n", r"--label_file: .*labels\.txt holds no label"),
+    ("B-PER\nO\nPER\n", r"labels\.txt line 3: tag 'PER' lacks a B-, I-, E- or S- prefix, "
+                       r"unlike 'B-PER' \(.*labels\.txt line 1\): mixed tagging schemes"),
+])
+def test_bad_label_files(rn, tmp_path, text, message):
+  path = write_text(str(tmp_path / "labels.txt"), text)
+  with pytest.raises(script_io.InputError, match=message):
+    rn.read_label_file(path)
+
+
+def test_a_file_that_is_not_utf8_is_named_with_its_line(rn, tmp_path):
+  path = str(tmp_path / "train.txt")
+  with open(path, "wb") as writer:
+    writer.write(b"EU B-ORG\nM\xfcnchen B-LOC\n")
+  with pytest.raises(script_io.InputError, match=r"train\.txt line 2 is not UTF-8: "):
+    rn.read_conll_file(path, "train", tags_required=True)
 
 
 def test_plain_tags_are_accepted(rn, tmp_path):
@@ -322,7 +329,7 @@ def test_bad_flags(rn, tmp_path, overrides, message):
   os.makedirs(str(tmp_path / "data"))
   overrides = {name: labels if value == "LABELS" else value for name, value in overrides.items()}
   with pytest.raises(script_io.InputError, match=message):
-    run_main_in_process(rn, flags_with(tmp_path, **overrides))
+    support.run_main_in_process(rn, flags_with(tmp_path, **overrides))
 
 
 # ------------------------------------------------------------------------------------------------
