@@ -7,6 +7,9 @@ import random
 import re
 import shutil
 
+import conll_metrics
+import convert_hf_checkpoint
+import modeling
 import numpy as np
 import pytest
 import safetensors.numpy
@@ -256,7 +259,6 @@ def test_predictions_are_read_one_per_window_and_padding_is_left(rn, tokenizer):
 # The model and the outputs.
 
 def test_the_head_has_its_documented_names_beside_bert_model(rn):
-  import modeling  # pylint: disable=g-import-not-at-top
   bert_config = modeling.BertConfig.from_json_file(MODEL_CONFIG)
   with tf.Graph().as_default():
     ids = tf.zeros([2, 8], tf.int32)
@@ -281,7 +283,6 @@ def test_the_loss_counts_the_first_tokens_of_words_only(rn):
 
 
 def test_results_have_conllevals_numbers(rn):
-  import conll_metrics  # pylint: disable=g-import-not-at-top
   scores = conll_metrics.evaluate([["B-PER", "O", "B-LOC"]], [["B-PER", "O", "B-PER"]])
   assert rn.scores_to_results(scores, "eval") == {
       "eval_accuracy": pytest.approx(2 / 3), "eval_precision": 0.5, "eval_recall": 0.5,
@@ -484,7 +485,6 @@ def write_entity_task(data_dir, seed, num_train, num_dev, num_test):
 @pytest.fixture(scope="module")
 def minilm_run(tmp_path_factory):
   """Fine-tunes the real MiniLM on the entity task with every output; returns the folders."""
-  import convert_hf_checkpoint  # pylint: disable=g-import-not-at-top
   root = tmp_path_factory.mktemp("ner_minilm")
   model_dir, data_dir, output_dir = str(root / "minilm"), str(root / "data"), str(root / "out")
   convert_hf_checkpoint.hf_to_original(support.real_model_dir(), model_dir)
@@ -541,7 +541,6 @@ def test_the_predictor_tags_raw_text_with_character_offsets(minilm_run, rn):
 
 @pytest.mark.slow
 def test_the_fine_tuned_checkpoint_converts_to_hugging_face_and_back(minilm_run, tmp_path):
-  import convert_hf_checkpoint  # pylint: disable=g-import-not-at-top
   model_dir, _, output_dir, _ = minilm_run
   run_dir = str(tmp_path / "run")
   os.makedirs(run_dir)
