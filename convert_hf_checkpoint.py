@@ -145,6 +145,14 @@ _HEAD_NAMES = (
     ("qa_outputs.bias", "cls/squad/output_bias", "2"),
 )
 
+# Hugging Face's BertForTokenClassification names its head as the sequence classifier does;
+# run_ner.py's tagging head has names of its own. config.json's "architectures" tells them apart.
+_TOKEN_CLASSIFICATION = "BertForTokenClassification"
+_TOKEN_CLASSIFICATION_HEAD_NAMES = (
+    ("classifier.weight", "cls/ner/output_weights", "L H"),
+    ("classifier.bias", "cls/ner/output_bias", "L"),
+)
+
 # Hugging Face task models hold the encoder under this prefix; a bare BertModel does not.
 _HF_ENCODER_PREFIX = "bert."
 
@@ -472,7 +480,8 @@ def bert_config_to_hf_config(bert_config, architecture, num_labels=None,
   Args:
     bert_config: dict read from bert_config.json.
     architecture: Hugging Face model class the weights are laid out for, e.g. "BertModel".
-    num_labels: number of classifier outputs, for "BertForSequenceClassification".
+    num_labels: number of classifier outputs, for "BertForSequenceClassification" and
+      "BertForTokenClassification".
     config_file: the file `bert_config` came from, for error messages.
 
   Raises:
@@ -499,6 +508,8 @@ def _hf_architecture(original_names):
   """Names the Hugging Face class whose state dict holds the given original variables."""
   if "output_weights" in original_names:
     return "BertForSequenceClassification"
+  if "cls/ner/output_weights" in original_names:
+    return _TOKEN_CLASSIFICATION
   if "cls/squad/output_weights" in original_names:
     return "BertForQuestionAnswering"
   has_masked_lm = "cls/predictions/output_bias" in original_names
@@ -549,8 +560,9 @@ def hf_to_original(hf_dir, output_dir, do_lower_case=None):
   Args:
     hf_dir: folder with model.safetensors (float32, float16 or bfloat16), config.json, and
       vocab.txt or tokenizer.json (a BertModel or a BertFor* task model: pre-training heads,
-      sequence classification, question answering). tokenizer_config.json's do_lower_case, or
-      else tokenizer.json's normalizer, tells whether the tokenizer lower-cases.
+      sequence or token classification, question answering). tokenizer_config.json's
+      do_lower_case, or else tokenizer.json's normalizer, tells whether the tokenizer
+      lower-cases.
     output_dir: new or empty folder; receives bert_model.ckpt.{index,data-*},
       bert_config.json, vocab.txt and, where the casing is known, do_lower_case.json, all at
       once. vocab.txt is hf_dir's own, else tokenizer.json's vocabulary in id order.
@@ -570,7 +582,8 @@ def hf_to_original(hf_dir, output_dir, do_lower_case=None):
   """
   weights_file = _require_input(hf_dir, HF_WEIGHTS_NAME)
   config_file = _require_input(hf_dir, HF_CONFIG_NAME)
-  bert_config = hf_config_to_bert_config(_read_json(config_file), config_file)
+  hf_config = _read_json(config_file)
+  bert_config = hf_config_to_bert_config(hf_config, config_file)
   _check_bert_config(bert_config, config_file)
   tokenizer_file = os.path.join(hf_dir, HF_TOKENIZER_NAME)
   tokenizer = _read_json_if_present(tokenizer_file)
@@ -583,6 +596,9 @@ def hf_to_original(hf_dir, output_dir, do_lower_case=None):
            for hf_name, original_name, shape in encoder_table + list(_POOLER_NAMES)}
   heads = {hf_name: (original_name, shape)
            for hf_name, original_name, shape in _HEAD_NAMES + _TIED_COPIES}
+  if _TOKEN_CLASSIFICATION in (hf_config.get("architectures") or []):
+    heads.update((hf_name, (original_name, shape))
+                 for hf_name, original_name, shape in _TOKEN_CLASSIFICATION_HEAD_NAMES)
   original_tensors = {}
   sources = {}
   for hf_name, stored_tensor in sorted(hf_tensors.items()):
@@ -726,7 +742,8 @@ def original_to_hf(original_dir, output_dir, do_lower_case=None):
   encoder_table = _encoder_name_table(bert_config["num_hidden_layers"])
   encoder = {original_name: (hf_name, shape)
              for hf_name, original_name, shape in encoder_table + list(_POOLER_NAMES)}
-  heads = {original_name: (hf_name, shape) for hf_name, original_name, shape in _HEAD_NAMES}
+  heads = {original_name: (hf_name, shape) for hf_name, original_name, shape in
+           _HEAD_NAMES + _TOKEN_CLASSIFICATION_HEAD_NAMES}
   reader = tf.train.load_checkpoint(checkpoint_path)
   original_shapes = reader.get_variable_to_shape_map()
   original_names = sorted(
@@ -741,7 +758,9 @@ def original_to_hf(original_dir, output_dir, do_lower_case=None):
   if missing:
     raise script_io.InputError(
         "%s lacks %d encoder variables, e.g. %s" % (checkpoint_path, len(missing), missing[0]))
-  num_labels = original_shapes["output_weights"][0] if "output_weights" in original_shapes else None
+  classifier_weights = [name for name in ("output_weights", "cls/ner/output_weights")
+                        if name in original_shapes]
+  num_labels = original_shapes[classifier_weights[0]][0] if classifier_weights else None
   hf_config = bert_config_to_hf_config(
       bert_config, _hf_architecture(original_names), num_labels, config_file)
 

@@ -28,7 +28,8 @@ def decode_record(record, name_to_features):
 
 
 def file_based_input_fn_builder(input_file, name_to_features, is_training, drop_remainder,
-                                trim_padding=False, batch_by_length=False):
+                                trim_padding=False, batch_by_length=False,
+                                sequence_features=None):
   """Creates an `input_fn` reading one TFRecord file of fixed-length features.
 
   Training repeats and shuffles the records; evaluation and prediction read them once, in order.
@@ -42,6 +43,7 @@ def file_based_input_fn_builder(input_file, name_to_features, is_training, drop_
       sequence (off TPU).
     batch_by_length: with trim_padding, whether to batch examples of similar length
       (--batch_by_length, see `batch_features`).
+    sequence_features: names of the per-position features (default SEQUENCE_FEATURES).
 
   Returns:
     input_fn(params) -> `tf.data.Dataset` of feature dicts, batched by params["batch_size"];
@@ -56,7 +58,7 @@ def file_based_input_fn_builder(input_file, name_to_features, is_training, drop_
       dataset = dataset.shuffle(buffer_size=100)
     dataset = dataset.map(lambda record: decode_record(record, name_to_features))
     return batch_features(dataset, params["batch_size"], is_training, drop_remainder,
-                          trim_padding, batch_by_length)
+                          trim_padding, batch_by_length, sequence_features)
 
   return input_fn
 

@@ -39,6 +39,7 @@ import serving
 import squad_metrics
 import tokenization
 import tensorflow.compat.v1 as tf
+import windowing
 
 flags.DEFINE_string(
     "bert_config_file", None,
@@ -362,22 +363,6 @@ def read_squad_examples(input_file, is_training):
   return examples
 
 
-_DocSpan = collections.namedtuple("DocSpan", ["start", "length"])
-
-
-def _doc_spans(num_doc_tokens, max_tokens_for_doc, doc_stride):
-  """Cuts the context into windows of up to max_tokens_for_doc tokens, doc_stride apart."""
-  doc_spans = []
-  start_offset = 0
-  while start_offset < num_doc_tokens:
-    length = min(num_doc_tokens - start_offset, max_tokens_for_doc)
-    doc_spans.append(_DocSpan(start=start_offset, length=length))
-    if start_offset + length == num_doc_tokens:
-      break
-    start_offset += min(length, doc_stride)
-  return doc_spans
-
-
 def _log_feature(feature, is_training):
   tf.logging.info("*** Example ***")
   tf.logging.info("unique_id: %s", feature.unique_id)
@@ -438,7 +423,7 @@ def convert_examples_to_features(examples, tokenizer, max_seq_length, doc_stride
 
     # [CLS], [SEP] and [SEP] take 3 positions.
     max_tokens_for_doc = max_seq_length - len(query_tokens) - 3
-    doc_spans = _doc_spans(len(all_doc_tokens), max_tokens_for_doc, doc_stride)
+    doc_spans = windowing.doc_spans(len(all_doc_tokens), max_tokens_for_doc, doc_stride)
 
     for doc_span_index, doc_span in enumerate(doc_spans):
       tokens = ["[CLS]"] + query_tokens + ["[SEP]"]
@@ -447,8 +432,8 @@ def convert_examples_to_features(examples, tokenizer, max_seq_length, doc_stride
       token_is_max_context = {}
       for split_token_index in range(doc_span.start, doc_span.start + doc_span.length):
         token_to_orig_map[len(tokens)] = tok_to_orig_index[split_token_index]
-        token_is_max_context[len(tokens)] = _check_is_max_context(
-            doc_spans, doc_span_index, split_token_index)
+        token_is_max_context[len(tokens)] = (
+            windowing.best_window(doc_spans, split_token_index) == doc_span_index)
         tokens.append(all_doc_tokens[split_token_index])
         segment_ids.append(1)
       tokens.append("[SEP]")
@@ -507,28 +492,6 @@ def _improve_answer_span(doc_tokens, input_start, input_end, tokenizer, orig_ans
       if " ".join(doc_tokens[new_start:(new_end + 1)]) == tok_answer_text:
         return new_start, new_end
   return input_start, input_end
-
-
-def _check_is_max_context(doc_spans, cur_span_index, position):
-  """Whether window cur_span_index is where the token at `position` has the most context.
-
-  Overlapping windows score a token more than once. Its context in a window is the smaller of
-  the number of tokens left and right of it (plus a hundredth of the window length, so longer
-  windows win ties); the first window with the best score is the one that counts.
-  """
-  best_score = None
-  best_span_index = None
-  for span_index, doc_span in enumerate(doc_spans):
-    end = doc_span.start + doc_span.length - 1
-    if position < doc_span.start or position > end:
-      continue
-    num_left_context = position - doc_span.start
-    num_right_context = end - position
-    score = min(num_left_context, num_right_context) + 0.01 * doc_span.length
-    if best_score is None or score > best_score:
-      best_score = score
-      best_span_index = span_index
-  return cur_span_index == best_span_index
 
 
 def create_model(bert_config, is_training, input_ids, input_mask, segment_ids,

@@ -1,15 +1,16 @@
 """Serving a fine-tuned model: SavedModel export, and a predictor that loads one once.
 
-`run_classifier.py` and `run_squad.py` take --export_dir: after their other work (or instead of
-it) they write the model of the latest checkpoint in --output_dir, or else of
+`run_classifier.py`, `run_squad.py` and `run_ner.py` take --export_dir: after their other work
+(or instead of it) they write the model of the latest checkpoint in --output_dir, or else of
 --init_checkpoint, as a SavedModel for CPUs and GPUs. Its `serving_default` signature takes
 three int32 tensors [batch_size, max_seq_length], any batch size:
 
   input_ids, input_mask, segment_ids   as the scripts' features
 
 and returns what the script's model_fn predicts: `probabilities` [batch_size, num_labels]
-(classification), `score` [batch_size] (regression, STS-B), or `start_logits` and `end_logits`
-[batch_size, max_seq_length] (SQuAD).
+(classification), `score` [batch_size] (regression, STS-B), `start_logits` and `end_logits`
+[batch_size, max_seq_length] (SQuAD), or `probabilities` [batch_size, max_seq_length,
+num_labels] (word tags).
 
 Each export is a new numbered folder in --export_dir: 1, then 2, ... (one more than the highest
 there), the layout TensorFlow Serving reads from a model base path, where it serves the highest
@@ -17,7 +18,8 @@ version. The folder is written under a temporary name (`N.incomplete-...`, which
 Serving ignores) and renamed when complete. Beside the SavedModel, `assets.extra/` holds the
 vocabulary (`vocab.txt`) and the settings the script's feature conversion needs
 (`bert_serving.json`), so that a predictor of the task (`run_classifier.ClassifierPredictor`,
-`run_squad.SquadPredictor`) can turn raw text into the three inputs the way the script does.
+`run_squad.SquadPredictor`, `run_ner.TaggerPredictor`) can turn raw text into the three inputs
+the way the script does.
 
 `SavedModelPredictor` is the generic part: it loads a SavedModel once, in a graph and session of
 its own, and runs the signature on numpy batches.

@@ -148,6 +148,24 @@ def convert_ids_to_tokens(inv_vocab, ids):
   return convert_by_vocab(inv_vocab, ids)
 
 
+def word_spans(text):
+  """Returns where the words of `text` are, as BasicTokenizer splits text before lower-casing.
+
+  For taggers, which tag words and must find them again in the raw text. A word is a run of
+  characters between whitespace, punctuation and CJK characters, or one punctuation or CJK
+  character on its own. A character that the tokenizer drops stays in the word it is in, except
+  the control characters that Python counts as whitespace (vertical tab, form feed, U+001C to
+  U+001F, U+0085): they separate words here, where the tokenizer joins their neighbours.
+
+  Args:
+    text: str.
+
+  Returns:
+    list of (start, end) character offsets, in order; text[start:end] is a word.
+  """
+  return [match.span() for match in _WORD.finditer(text)]
+
+
 def whitespace_tokenize(text):
   """Splits `text` on runs of whitespace (Python's notion of it); no empty strings result."""
   return text.split()
@@ -439,3 +457,6 @@ _CJK_CHARACTER = re.compile("[%s]" % _class_body(_CJK_RANGES))
 _PUNCTUATION_OR_RUN = re.compile("[{0}]|[^{0}]+".format(_class_body(_PUNCTUATION_RANGES)))
 _ASCII_PUNCTUATION_OR_RUN = re.compile(
     "[{0}]|[^{0}]+".format(_class_body(_ASCII_PUNCTUATION_RANGES)))
+# A word of `word_spans`: one punctuation or CJK character, or a run of other non-space ones.
+_WORD = re.compile(r"[{0}]|[^{0}\s]+".format(
+    _class_body(list(_PUNCTUATION_RANGES) + list(_CJK_RANGES))))

@@ -13,7 +13,7 @@ FIXTURES_DIR = os.path.join(REPO_DIR, "tests", "fixtures")
 VOCAB_FILE = os.path.join(FIXTURES_DIR, "vocab", "uncased_vocab.txt")
 
 SCRIPTS = ("create_pretraining_data", "run_pretraining", "run_classifier",
-           "run_squad", "extract_features")
+           "run_squad", "run_ner", "extract_features")
 
 
 def fixture_path(*parts):
@@ -67,3 +67,18 @@ def load_script(name):
         delattr(flags.FLAGS, flag.name)
       del sys.modules[other]
   return importlib.import_module(name)
+
+
+def run_main_in_process(script, args):
+  """Parses `args` as the command line of a script module and runs its main() in this process.
+
+  Args:
+    script: the module of a script, from `load_script`.
+    args: list of command-line arguments, e.g. ["--do_train=true"].
+  """
+  flags.FLAGS.unparse_flags()
+  try:
+    flags.FLAGS([script.__name__ + ".py"] + list(args))
+    script.main([])
+  finally:
+    flags.FLAGS.unparse_flags()

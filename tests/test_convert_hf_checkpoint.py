@@ -357,6 +357,27 @@ def test_question_answering_head_round_trips(tmp_path):
       "BertForQuestionAnswering"]
 
 
+def test_token_classification_head_round_trips_under_run_ner_names(tmp_path):
+  tensors = _tiny_hf_tensors(prefix="bert.", heads=("classifier",))
+  del tensors["bert.pooler.dense.weight"], tensors["bert.pooler.dense.bias"]  # HF has none
+  hf_dir = _write_hf_dir(str(tmp_path / "hf"), tensors,
+                         dict(TINY_CONFIG, architectures=["BertForTokenClassification"]))
+  convert.hf_to_original(hf_dir, str(tmp_path / "original"))
+  original = _checkpoint_tensors(str(tmp_path / "original" / "bert_model.ckpt"))
+  np.testing.assert_array_equal(original["cls/ner/output_weights"], tensors["classifier.weight"])
+  np.testing.assert_array_equal(original["cls/ner/output_bias"], tensors["classifier.bias"])
+  assert "output_weights" not in original
+
+  convert.original_to_hf(str(tmp_path / "original"), str(tmp_path / "back"))
+  back = safetensors.numpy.load_file(str(tmp_path / "back" / "model.safetensors"))
+  assert sorted(back) == sorted(name for name in tensors if not name.endswith("position_ids"))
+  for name, value in back.items():
+    assert value.tobytes() == tensors[name].tobytes(), name
+  hf_config = _read_json(str(tmp_path / "back" / "config.json"))
+  assert hf_config["architectures"] == ["BertForTokenClassification"]
+  assert hf_config["id2label"] == {"0": "LABEL_0", "1": "LABEL_1", "2": "LABEL_2"}
+
+
 def _write_training_checkpoint(tensors, directory, step):
   """Saves `tensors` as a training run would: with global_step and Adam slots, plus state file."""
   with tf.Graph().as_default():

@@ -400,22 +400,6 @@ def test_answer_span_is_tightened_to_the_annotated_text(run_squad, tokenizer):
   assert feature.tokens[feature.start_position:feature.end_position + 1] == ["1895"]
 
 
-def test_doc_spans_overlap_by_the_stride(run_squad):
-  assert [tuple(span) for span in run_squad._doc_spans(10, 4, 2)] == [
-      (0, 4), (2, 4), (4, 4), (6, 4)]
-  assert [tuple(span) for span in run_squad._doc_spans(3, 4, 2)] == [(0, 3)]
-  assert run_squad._doc_spans(0, 4, 2) == []
-
-
-def test_a_token_counts_in_the_window_where_it_has_most_context(run_squad):
-  # "the man went to the store and bought a gallon of milk": windows A [0, 4], B [3, 7],
-  # C [6, 10]. "bought" (7) has 4 left / 0 right in B, 1 / 3 in C: C wins.
-  spans = run_squad._doc_spans(12, 5, 3)
-  assert [tuple(span) for span in spans][:3] == [(0, 5), (3, 5), (6, 5)]
-  assert run_squad._check_is_max_context(spans, 2, 7)
-  assert not run_squad._check_is_max_context(spans, 1, 7)
-
-
 def test_get_final_text_keeps_the_original_casing_and_drops_extra_characters(run_squad):
   with flagsaver.flagsaver(verbose_logging=False):
     assert run_squad.get_final_text("steve smith", "Steve Smith's", True) == "Steve Smith"

@@ -348,3 +348,23 @@ def test_changes_after_construction_are_seen(original):
     tokenizer.wordpiece_tokenizer.unk_token = "[MASK]"
   assert ours.tokenize(text) == theirs.tokenize(text)
   assert ours.tokenize(text)[0] == "[MASK]"
+
+
+def test_word_spans_split_text_as_the_basic_tokenizer_does():
+  text = "Hello,  Mr. O'Neil\tof \u5317\u4eac ($5)!"
+  assert [text[start:end] for start, end in tokenization.word_spans(text)] == [
+      "Hello", ",", "Mr", ".", "O", "'", "Neil", "of", "\u5317", "\u4eac", "(", "$", "5", ")",
+      "!"]
+  assert tokenization.word_spans("  \n") == []
+
+
+def test_word_spans_hold_the_basic_tokens_of_any_text():
+  basic_tokenizer = tokenization.BasicTokenizer(do_lower_case=False)
+  # Control characters that Python counts as whitespace separate words there; the tokenizer
+  # drops them and joins their neighbours.
+  python_only_spaces = str.maketrans({char: " " for char in "\x0b\x0c\x1c\x1d\x1e\x1f\x85"})
+  for text in read_fixture("corpus.txt") + random_texts(seed=17, count=600):
+    words = [text[start:end] for start, end in tokenization.word_spans(text)]
+    assert not any(char.isspace() for word in words for char in word), ascii(text)
+    assert [token for word in words for token in basic_tokenizer.tokenize(word)] == (
+        basic_tokenizer.tokenize(text.translate(python_only_spaces))), ascii(text)
