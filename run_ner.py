@@ -36,10 +36,13 @@ import random
 
 from absl import flags
 import conll_metrics
-import estimator_lib
+import estimator_setup
+import flag_groups
+import input_pipeline
 import modeling
 import numpy as np
 import optimization
+import precision
 import script_io
 import serving
 import tensorflow.compat.v1 as tf
@@ -110,9 +113,9 @@ flags.DEFINE_integer("save_checkpoints_steps", 1000, "How often to save the mode
 
 flags.DEFINE_integer("iterations_per_loop", 1000, "How many steps to make in each estimator call.")
 
-estimator_lib.define_tpu_flags()
-estimator_lib.define_scale_flags()
-estimator_lib.define_speed_flags()
+flag_groups.define_tpu_flags()
+flag_groups.define_scale_flags()
+flag_groups.define_speed_flags()
 serving.define_export_flag()
 
 FLAGS = flags.FLAGS
@@ -450,7 +453,7 @@ def file_based_convert_examples(examples, label_list, max_seq_length, doc_stride
   label_map = {label: index for index, label in enumerate(label_list)}
   all_windows = []
   num_records = 0
-  with script_io.atomic_output_path(output_file) as temporary_file:
+  with script_io.atomic_output(output_file) as temporary_file:
     with tf.io.TFRecordWriter(temporary_file) as writer:
       for (ex_index, example) in enumerate(examples):
         if ex_index % 10000 == 0:
@@ -473,7 +476,8 @@ def file_based_convert_examples(examples, label_list, max_seq_length, doc_stride
   return all_windows
 
 
-def input_fn_builder(input_file, seq_length, is_training, drop_remainder, trim_padding=False):
+def input_fn_builder(input_file, seq_length, is_training, drop_remainder, trim_padding=False,
+                     batch_by_length=False):
   """Creates an `input_fn` for TPUEstimator that reads a file of the records above.
 
   Args:
@@ -481,15 +485,16 @@ def input_fn_builder(input_file, seq_length, is_training, drop_remainder, trim_p
     seq_length: int, the max_seq_length it was written with.
     is_training: whether to repeat and shuffle the records.
     drop_remainder: whether to drop a last, smaller batch (TPUs need fixed shapes).
-    trim_padding: cut batches to their longest sequence (off TPU; see estimator_lib).
+    trim_padding: cut batches to their longest sequence (off TPU), with batch_by_length of
+      windows of similar length (see input_pipeline.batch_features).
 
   Returns:
     input_fn(params) giving batches of the FEATURE_NAMES, each [batch_size, seq_length] int32
     (or shorter with trim_padding).
   """
   name_to_features = {name: tf.FixedLenFeature([seq_length], tf.int64) for name in FEATURE_NAMES}
-  return estimator_lib.file_based_input_fn_builder(
-      input_file, name_to_features, is_training, drop_remainder, trim_padding,
+  return input_pipeline.file_based_input_fn_builder(
+      input_file, name_to_features, is_training, drop_remainder, trim_padding, batch_by_length,
       sequence_features=FEATURE_NAMES)
 
 
@@ -554,16 +559,18 @@ def _tagging_loss(logits, label_ids, label_weights):
 
 
 def model_fn_builder(bert_config, num_labels, init_checkpoint, learning_rate, num_train_steps,
-                     num_warmup_steps, use_tpu, use_one_hot_embeddings,
-                     gradient_accumulation_steps=1, compute_type=tf.float32):
+                     num_warmup_steps, use_tpu, use_one_hot_embeddings, options=None):
   """Returns a TPUEstimator `model_fn`: TRAIN on the word labels, PREDICT label probabilities.
 
   Predictions are {"probabilities": [batch_size, seq_length, num_labels]} (and "example_index"
-  passed through when the input has it, see estimator_lib.restore_input_order). PREDICT needs
-  only the features input_ids, input_mask and segment_ids. Training makes one update every
-  `gradient_accumulation_steps` micro-batches (see create_optimizer). `compute_type` is the
-  encoder's; float16 trains with loss scaling.
+  passed through when the input has it, see input_pipeline.restore_input_order). PREDICT needs
+  only the features input_ids, input_mask and segment_ids. `options`, the
+  `estimator_setup.RunOptions` that make_estimator gets too, give the encoder's precision
+  (float16 trains with loss scaling) and the micro-batches per update (see create_optimizer);
+  None means the defaults with `use_tpu`.
   """
+  options = estimator_setup.model_fn_options(options, use_tpu)
+  compute_type = precision.compute_type_for(options.precision, use_tpu)
 
   def model_fn(features, labels, mode, params):  # pylint: disable=unused-argument
     """The `model_fn` for TPUEstimator."""
@@ -575,14 +582,14 @@ def model_fn_builder(bert_config, num_labels, init_checkpoint, learning_rate, nu
     logits = create_model(
         bert_config, is_training, features["input_ids"], features["input_mask"],
         features["segment_ids"], num_labels, use_one_hot_embeddings, compute_type)
-    scaffold_fn = estimator_lib.init_from_checkpoint(init_checkpoint, use_tpu)
+    scaffold_fn = estimator_setup.init_from_checkpoint(init_checkpoint, use_tpu)
 
     if mode == tf.estimator.ModeKeys.TRAIN:
       total_loss = _tagging_loss(logits, features["label_ids"], features["label_weights"])
       train_op = optimization.create_optimizer(
           total_loss, learning_rate, num_train_steps, num_warmup_steps, use_tpu,
-          gradient_accumulation_steps=gradient_accumulation_steps,
-          **estimator_lib.mixed_precision_optimizer_options(compute_type))
+          gradient_accumulation_steps=options.gradient_accumulation_steps,
+          **precision.mixed_precision_optimizer_options(compute_type))
       return tf.estimator.tpu.TPUEstimatorSpec(
           mode=mode, loss=total_loss, train_op=train_op, scaffold_fn=scaffold_fn)
     if mode == tf.estimator.ModeKeys.PREDICT:
@@ -593,7 +600,7 @@ def model_fn_builder(bert_config, num_labels, init_checkpoint, learning_rate, nu
           mode=mode, predictions=predictions, scaffold_fn=scaffold_fn)
     raise ValueError("Only TRAIN and PREDICT modes are supported: %s" % mode)
 
-  return model_fn
+  return estimator_setup.built_for(model_fn, options)
 
 
 def word_label_ids(windows, window_probabilities):
@@ -664,12 +671,13 @@ def scores_to_results(scores, prefix):
 def write_predictions(output_file, examples, predicted_tags):
   """Writes test_predictions.txt: per word "word gold predicted" (or "word predicted" without
   gold tags), a blank line after each sentence, as conlleval reads it."""
-  with script_io.atomic_open(output_file) as writer:
-    for example, tags in zip(examples, predicted_tags):
-      for index, (word, tag) in enumerate(zip(example.words, tags)):
-        gold = [example.labels[index]] if example.labels is not None else []
-        writer.write(" ".join([word] + gold + [tag]) + "\n")
-      writer.write("\n")
+  with script_io.atomic_output(output_file) as temporary:
+    with tf.io.gfile.GFile(temporary, "w") as writer:
+      for example, tags in zip(examples, predicted_tags):
+        for index, (word, tag) in enumerate(zip(example.words, tags)):
+          gold = [example.labels[index]] if example.labels is not None else []
+          writer.write(" ".join([word] + gold + [tag]) + "\n")
+        writer.write("\n")
 
 
 def _check_checkpoint_labels(checkpoint, num_labels, label_source):
@@ -783,26 +791,27 @@ def read_data_sets(data_dir, label_file, do_train, do_eval, do_predict):
   return DataSets(label_list, label_source, train, dev, test)
 
 
-def _predict_set(estimator, examples, record_file, label_list, max_seq_length, doc_stride,
-                 tokenizer, batch_size, use_tpu, trim_padding):
+def _predict_set(estimator, options, examples, record_file, label_list, max_seq_length,
+                 doc_stride, tokenizer, batch_size):
   """Writes the windows of `examples` to `record_file`; returns their predicted tags."""
   all_windows = file_based_convert_examples(
       examples, label_list, max_seq_length, doc_stride, tokenizer, record_file,
-      batch_multiple=batch_size if use_tpu else 1)
+      batch_multiple=batch_size if options.use_tpu else 1)
   tf.logging.info("***** Running prediction on %s *****", record_file)
   tf.logging.info("  Num sentences = %d, windows = %d", len(examples),
                   sum(len(windows.spans) for windows in all_windows))
   tf.logging.info("  Batch size = %d", batch_size)
   input_fn = input_fn_builder(record_file, max_seq_length, is_training=False,
-                              drop_remainder=use_tpu, trim_padding=trim_padding)
-  predictions = estimator_lib.restore_input_order(estimator.predict(input_fn=input_fn))
+                              drop_remainder=options.use_tpu, trim_padding=options.trims_padding,
+                              batch_by_length=options.batch_by_length)
+  predictions = input_pipeline.restore_input_order(estimator.predict(input_fn=input_fn))
   return predict_tags(predictions, all_windows, label_list)
 
 
 def _write_scores(output_file, examples, predicted_tags, prefix):
   """Scores predicted tags against the examples' tags and writes them as a results file."""
   scores = conll_metrics.evaluate([example.labels for example in examples], predicted_tags)
-  estimator_lib.write_eval_results(output_file, scores_to_results(scores, prefix))
+  script_io.write_eval_results(output_file, scores_to_results(scores, prefix))
 
 
 def main(_):
@@ -821,15 +830,16 @@ def main(_):
         FLAGS.max_seq_length)
   if FLAGS.doc_stride < 1:
     raise script_io.InputError("--doc_stride=%d must be positive" % FLAGS.doc_stride)
-  estimator_lib.check_scale_flags(FLAGS.train_batch_size, {
+  options = estimator_setup.RunOptions.from_flag_values(FLAGS.flag_values_dict())
+  estimator_setup.check_scale_options(options, FLAGS.train_batch_size, {
       "--do_eval": FLAGS.do_eval, "--do_predict": FLAGS.do_predict,
       "--export_dir": FLAGS.export_dir})
   if FLAGS.export_dir and not FLAGS.do_train:
     serving.checkpoint_to_export(FLAGS.output_dir, FLAGS.init_checkpoint)
   tokenizer = script_io.load_tokenizer(FLAGS.vocab_file, FLAGS.do_lower_case,
                                        FLAGS.init_checkpoint)
-  estimator_lib.check_init_checkpoint(FLAGS.init_checkpoint)
-  bert_config = estimator_lib.load_bert_config(FLAGS.bert_config_file, FLAGS.max_seq_length)
+  estimator_setup.check_init_checkpoint(FLAGS.init_checkpoint)
+  bert_config = estimator_setup.load_bert_config(FLAGS.bert_config_file, FLAGS.max_seq_length)
 
   # All files are read and checked first, so that a bad line in test.txt stops the run before
   # training does.
@@ -867,16 +877,14 @@ def main(_):
       learning_rate=FLAGS.learning_rate,
       num_train_steps=num_train_steps,
       num_warmup_steps=num_warmup_steps,
-      use_tpu=FLAGS.use_tpu,
-      use_one_hot_embeddings=FLAGS.use_tpu,
-      gradient_accumulation_steps=FLAGS.gradient_accumulation_steps,
-      compute_type=estimator_lib.compute_type_from_flags())
-  trim_padding = estimator_lib.trims_padding()
+      use_tpu=options.use_tpu,
+      use_one_hot_embeddings=options.use_tpu,
+      options=options)
 
   def make_estimator(predict_batch_size):
     # Evaluation predicts too, in batches of --eval_batch_size.
-    return estimator_lib.make_estimator(
-        model_fn, FLAGS.output_dir,
+    return estimator_setup.make_estimator(
+        model_fn, FLAGS.output_dir, options,
         train_batch_size=FLAGS.train_batch_size,
         predict_batch_size=predict_batch_size,
         save_checkpoints_steps=FLAGS.save_checkpoints_steps,
@@ -888,21 +896,22 @@ def main(_):
     tf.logging.info("  Batch size = %d", FLAGS.train_batch_size)
     tf.logging.info("  Num steps = %d", num_train_steps)
     train_input_fn = input_fn_builder(train_file, FLAGS.max_seq_length, is_training=True,
-                                      drop_remainder=True, trim_padding=trim_padding)
+                                      drop_remainder=True, trim_padding=options.trims_padding,
+                                      batch_by_length=options.batch_by_length)
     make_estimator(FLAGS.predict_batch_size).train(input_fn=train_input_fn,
                                                    max_steps=num_train_steps)
   if FLAGS.do_eval:
     predicted = _predict_set(
-        make_estimator(FLAGS.eval_batch_size), data.dev,
+        make_estimator(FLAGS.eval_batch_size), options, data.dev,
         os.path.join(FLAGS.output_dir, "eval.tf_record"), label_list, FLAGS.max_seq_length,
-        FLAGS.doc_stride, tokenizer, FLAGS.eval_batch_size, FLAGS.use_tpu, trim_padding)
+        FLAGS.doc_stride, tokenizer, FLAGS.eval_batch_size)
     _write_scores(os.path.join(FLAGS.output_dir, "eval_results.txt"), data.dev, predicted,
                   "eval")
   if FLAGS.do_predict:
     predicted = _predict_set(
-        make_estimator(FLAGS.predict_batch_size), data.test,
+        make_estimator(FLAGS.predict_batch_size), options, data.test,
         os.path.join(FLAGS.output_dir, "predict.tf_record"), label_list, FLAGS.max_seq_length,
-        FLAGS.doc_stride, tokenizer, FLAGS.predict_batch_size, FLAGS.use_tpu, trim_padding)
+        FLAGS.doc_stride, tokenizer, FLAGS.predict_batch_size)
     write_predictions(os.path.join(FLAGS.output_dir, "test_predictions.txt"), data.test,
                       predicted)
     if data.test[0].labels is not None:
@@ -924,4 +933,4 @@ if __name__ == "__main__":
   flags.mark_flag_as_required("vocab_file")
   flags.mark_flag_as_required("bert_config_file")
   flags.mark_flag_as_required("output_dir")
-  script_io.run_main(main, before_start=estimator_lib.configure_xla)
+  script_io.run_main(main, before_start=lambda: precision.configure_xla(FLAGS.use_xla))

@@ -299,7 +299,7 @@ def test_predictions_file_is_what_conlleval_reads(rn, tmp_path):
   rn.write_predictions(path, [labeled, unlabeled], [["B-ORG", "B-PER"], ["B-PER"]])
   with open(path) as reader:
     assert reader.read() == "EU B-ORG B-ORG\nrejects O B-PER\n\nPeter B-PER\n\n"
-  assert not os.path.exists(path + ".incomplete")
+  assert not support.temporary_outputs(str(tmp_path))
 
 
 # ------------------------------------------------------------------------------------------------
@@ -390,6 +390,7 @@ def test_tiny_model_trains_evaluates_predicts_and_exports(tmp_path):
   assert {row[2] for sentence in predicted for row in sentence} <= set(labels)
   assert read_results_file(os.path.join(output_dir, "test_results.txt"))["test_words"] == sum(
       len(sentence) for sentence in test_sentences)
+  assert not support.temporary_outputs(output_dir)
 
   # The checkpoint: BertModel's variables under bert/ (what extract_features.py loads) and the
   # head under cls/ner/.

@@ -71,7 +71,7 @@ def classifier_model_fn(run_classifier, use_tpu=False, options=None):
 
 
 @pytest.mark.parametrize("script", ["run_classifier", "run_pretraining", "run_squad",
-                                    "extract_features"])
+                                    "run_ner", "extract_features"])
 def test_no_script_takes_the_run_options_by_another_route(script):
   parameters = inspect.signature(support.load_script(script).model_fn_builder).parameters
   assert "options" in parameters
