@@ -6,15 +6,12 @@ import math
 import os
 import random
 
-from absl import flags
 import numpy as np
 import pytest
 import script_io
 import support
 import tensorflow.compat.v1 as tf
 import tokenization
-
-FLAGS = flags.FLAGS
 
 MODEL_CONFIG = support.fixture_path("modeling", "bert_config.json")
 CLASSIFIER_DATA = support.fixture_path("classifier", "data")
@@ -45,16 +42,6 @@ def run_classifier(args):
   result = support.run_script("run_classifier", args)
   assert result.returncode == 0, result.stderr[-3000:]
   return result
-
-
-def run_main_in_process(rc, args):
-  """Parses `args` as run_classifier's command line and runs its main() in this process."""
-  FLAGS.unparse_flags()
-  try:
-    FLAGS(["run_classifier.py"] + args)
-    rc.main([])
-  finally:
-    FLAGS.unparse_flags()
 
 
 def read_results_file(path):
@@ -636,7 +623,7 @@ def _flags_with(tmp_path, **overrides):
 ])
 def test_bad_flags(rc, tmp_path, overrides, message):
   with pytest.raises(script_io.InputError, match=message):
-    run_main_in_process(rc, _flags_with(tmp_path, **overrides))
+    support.run_main_in_process(rc, _flags_with(tmp_path, **overrides))
 
 
 @pytest.mark.slow
@@ -655,8 +642,8 @@ def test_missing_tsv_is_named(rc, tmp_path):
   write_files(str(tmp_path / "data"), {"train.tsv": [["Quality"]]})
   with pytest.raises(script_io.InputError,
                      match=r"--data_dir: no such file: .*data/test\.tsv"):
-    run_main_in_process(rc, _flags_with(tmp_path, data_dir=str(tmp_path / "data"),
-                                        do_eval="false", do_predict="true"))
+    support.run_main_in_process(rc, _flags_with(tmp_path, data_dir=str(tmp_path / "data"),
+                                                do_eval="false", do_predict="true"))
 
 
 def test_bad_test_file_stops_the_run_before_training(rc, tmp_path):
@@ -667,8 +654,8 @@ def test_bad_test_file_stops_the_run_before_training(rc, tmp_path):
   with open(os.path.join(data_dir, "test.tsv"), "a") as writer:
     writer.write("40\tno second sentence\n")
   with pytest.raises(script_io.InputError, match=r"test\.tsv line 42: expected at least 5"):
-    run_main_in_process(rc, _flags_with(tmp_path, data_dir=data_dir, do_train="true",
-                                        do_predict="true"))
+    support.run_main_in_process(rc, _flags_with(tmp_path, data_dir=data_dir, do_train="true",
+                                                do_predict="true"))
   assert not os.path.exists(str(tmp_path / "out" / "train.tf_record"))
 
 
@@ -730,7 +717,7 @@ def test_float16_training_with_loss_scaling(rc, tmp_path, monkeypatch):
   # No CPU has fast float16: claim support so that the float16 path runs.
   monkeypatch.setattr(rc.precision, "compute_type_support", lambda dtype: (True, "test"))
   output_dir = str(tmp_path / "out")
-  run_main_in_process(rc, tiny_training_flags(output_dir) + ["--precision=fp16"])
+  support.run_main_in_process(rc, tiny_training_flags(output_dir) + ["--precision=fp16"])
 
   assert tf.train.latest_checkpoint(output_dir).endswith("model.ckpt-3")
   dtypes = checkpoint_dtypes(output_dir)
@@ -749,7 +736,8 @@ def test_unsupported_precision_falls_back_to_float32_with_a_warning(rc, tmp_path
   real_bert_model = rc.modeling.BertModel
   monkeypatch.setattr(rc.modeling, "BertModel", lambda *args, **kwargs: built_with.append(
       kwargs["compute_type"]) or real_bert_model(*args, **kwargs))
-  run_main_in_process(rc, tiny_training_flags(str(tmp_path / "out")) + ["--precision=bf16"])
+  support.run_main_in_process(
+      rc, tiny_training_flags(str(tmp_path / "out")) + ["--precision=bf16"])
 
   assert built_with and set(built_with) == {tf.float32}
   assert [w for w in warnings if "--precision=bf16" in w] == [

@@ -92,16 +92,6 @@ def rc():
   return support.load_script("run_classifier")
 
 
-def run_classifier_main(rc, args):
-  """Parses `args` as run_classifier's command line and runs its main() in this process."""
-  FLAGS.unparse_flags()
-  try:
-    FLAGS(["run_classifier.py"] + args)
-    rc.main([])
-  finally:
-    FLAGS.unparse_flags()
-
-
 def test_export_writes_a_numbered_version_with_the_serving_signature(classifier_run):
   _, export_dir = classifier_run
   assert os.listdir(export_dir) == ["1"]
@@ -198,7 +188,7 @@ def test_export_alone_adds_the_next_version_which_predictors_load(classifier_run
   tf.io.gfile.makedirs(copy_dir)
   os.symlink(os.path.join(export_dir, "1"), os.path.join(copy_dir, "1"))
   # No --data_dir, no --do_*: the checkpoint of --init_checkpoint, exported as version 2.
-  run_classifier_main(rc, CLASSIFIER_FLAGS + [
+  support.run_main_in_process(rc, CLASSIFIER_FLAGS + [
       "--output_dir=" + str(tmp_path / "out"), "--init_checkpoint=" + CLASSIFIER_CHECKPOINT,
       "--export_dir=" + copy_dir])
   assert sorted(os.listdir(copy_dir)) == ["1", "2"]
@@ -354,7 +344,7 @@ def test_squad_predictor_copes_with_an_empty_context(squad_runs, run_squad):
 def test_classifier_export_without_a_usable_checkpoint(rc, tmp_path, extra_flags, fragments):
   export_dir = str(tmp_path / "export")
   with pytest.raises(script_io.InputError) as error:
-    run_classifier_main(rc, CLASSIFIER_FLAGS + [
+    support.run_main_in_process(rc, CLASSIFIER_FLAGS + [
         "--output_dir=" + str(tmp_path / "out"), "--export_dir=" + export_dir] + extra_flags)
   for fragment in fragments:
     assert fragment in str(error.value), str(error.value)
@@ -375,7 +365,7 @@ def test_squad_export_without_a_checkpoint(run_squad, tmp_path):
 def test_multi_worker_training_refuses_to_export(rc, tmp_path):
   with pytest.raises(script_io.InputError, match=r"multi_worker_mirrored only trains: leave out "
                                                  r"--export_dir, and evaluate, predict or export"):
-    run_classifier_main(rc, CLASSIFIER_FLAGS + [
+    support.run_main_in_process(rc, CLASSIFIER_FLAGS + [
         "--data_dir=" + CLASSIFIER_DATA, "--do_train=true", "--output_dir=" + str(tmp_path),
         "--export_dir=" + str(tmp_path / "export"),
         "--distribution_strategy=multi_worker_mirrored"])
@@ -384,7 +374,7 @@ def test_multi_worker_training_refuses_to_export(rc, tmp_path):
 
 def test_the_do_flags_error_names_export_dir(rc):
   with pytest.raises(script_io.InputError, match=r"--do_predict must be true, or --export_dir"):
-    run_classifier_main(rc, CLASSIFIER_FLAGS + ["--output_dir=/tmp/unused"])
+    support.run_main_in_process(rc, CLASSIFIER_FLAGS + ["--output_dir=/tmp/unused"])
 
 
 def test_a_predictor_on_a_folder_that_is_not_a_saved_model(rc, tmp_path):
