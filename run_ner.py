@@ -689,59 +689,6 @@ def _check_checkpoint_labels(checkpoint, num_labels, label_source):
         "it was trained with" % (checkpoint, shape[0], label_source, num_labels))
 
 
-TaggedWord = collections.namedtuple("TaggedWord", ["text", "start", "end", "tag"])
-
-
-class TaggerPredictor(object):
-  """Tags raw text with a SavedModel from --export_dir, loaded once, for servers.
-
-  The words go through this script's own conversion (FullTokenizer with the exported
-  vocabulary and casing, windows of the exported --doc_stride), so the tags of a sentence equal
-  those --do_predict writes in test_predictions.txt for the same words:
-
-    predictor = run_ner.TaggerPredictor("/tmp/ner_output/export")
-    predictor.tag("Jim lives in New York.")
-    # [TaggedWord(text="Jim", start=0, end=3, tag="B-PER"), ...]
-
-  Attributes:
-    labels: the labels, in the order of the model's outputs.
-  """
-
-  def __init__(self, saved_model_dir):
-    """Loads a SavedModel folder of --export_dir, or the highest version in --export_dir.
-
-    Raises:
-      ValueError: it is not a SavedModel that run_ner.py exported.
-    """
-    self._model = serving.SavedModelPredictor(saved_model_dir)
-    settings = self._model.required_settings("run_ner.py")
-    self.labels = settings["labels"]
-    self._doc_stride = settings["doc_stride"]
-    self._tokenizer = tokenization.FullTokenizer(
-        vocab_file=self._model.vocab_file, do_lower_case=settings["do_lower_case"])
-
-  def tag_words(self, words):
-    """Tags one sentence given as its words (list of str): returns one tag per word."""
-    if not words:
-      return []
-    windows, features = convert_sentence(words, None, self._model.max_seq_length,
-                                         self._doc_stride, self._tokenizer)
-    outputs = self._model.predict([feature.input_ids for feature in features],
-                                  [feature.input_mask for feature in features],
-                                  [feature.segment_ids for feature in features])
-    return [self.labels[i] for i in word_label_ids(windows, outputs["probabilities"])]
-
-  def tag(self, text):
-    """Splits raw text into words (`tokenization.word_spans`) and tags them as one sentence.
-
-    Returns:
-      list of TaggedWord(text, start, end, tag), text[start:end] being the word.
-    """
-    spans = tokenization.word_spans(text)
-    tags = self.tag_words([text[start:end] for start, end in spans])
-    return [TaggedWord(text[start:end], start, end, tag) for (start, end), tag in zip(spans, tags)]
-
-
 def _dev_file(data_dir):
   """Returns the path of dev.txt, or of valid.txt where there is no dev.txt."""
   for name in DEV_FILES:
@@ -812,6 +759,23 @@ def _write_scores(output_file, examples, predicted_tags, prefix):
   """Scores predicted tags against the examples' tags and writes them as a results file."""
   scores = conll_metrics.evaluate([example.labels for example in examples], predicted_tags)
   script_io.write_eval_results(output_file, scores_to_results(scores, prefix))
+
+
+def _export(bert_config, label_list):
+  """Writes the model of the latest checkpoint (or --init_checkpoint) into --export_dir.
+
+  The SavedModel's serving_default signature returns "probabilities" [batch_size,
+  max_seq_length, num_labels]; see serving.py. `TaggerPredictor` serves it.
+  """
+  model_fn = model_fn_builder(
+      bert_config=bert_config, num_labels=len(label_list), init_checkpoint=None,
+      learning_rate=FLAGS.learning_rate, num_train_steps=None, num_warmup_steps=None,
+      use_tpu=False, use_one_hot_embeddings=False)
+  serving.export_saved_model(
+      model_fn, serving.checkpoint_to_export(FLAGS.output_dir, FLAGS.init_checkpoint),
+      FLAGS.export_dir, FLAGS.max_seq_length, FLAGS.vocab_file,
+      settings={"exported_by": "run_ner.py", "labels": label_list,
+                "do_lower_case": FLAGS.do_lower_case, "doc_stride": FLAGS.doc_stride})
 
 
 def main(_):
@@ -918,15 +882,64 @@ def main(_):
       _write_scores(os.path.join(FLAGS.output_dir, "test_results.txt"), data.test, predicted,
                     "test")
   if FLAGS.export_dir:
-    export_model_fn = model_fn_builder(
-        bert_config=bert_config, num_labels=len(label_list), init_checkpoint=None,
-        learning_rate=FLAGS.learning_rate, num_train_steps=None, num_warmup_steps=None,
-        use_tpu=False, use_one_hot_embeddings=False)
-    serving.export_saved_model(
-        export_model_fn, serving.checkpoint_to_export(FLAGS.output_dir, FLAGS.init_checkpoint),
-        FLAGS.export_dir, FLAGS.max_seq_length, FLAGS.vocab_file,
-        settings={"exported_by": "run_ner.py", "labels": label_list,
-                  "do_lower_case": FLAGS.do_lower_case, "doc_stride": FLAGS.doc_stride})
+    _export(bert_config, label_list)
+
+
+# ------------------------------------------------------------------------------------------------
+# Beyond the script's own path: the predictor that serves an exported model.
+
+
+TaggedWord = collections.namedtuple("TaggedWord", ["text", "start", "end", "tag"])
+
+
+class TaggerPredictor(object):
+  """Tags raw text with a SavedModel from --export_dir, loaded once, for servers.
+
+  The words go through this script's own conversion (FullTokenizer with the exported
+  vocabulary and casing, windows of the exported --doc_stride), so the tags of a sentence equal
+  those --do_predict writes in test_predictions.txt for the same words:
+
+    predictor = run_ner.TaggerPredictor("/tmp/ner_output/export")
+    predictor.tag("Jim lives in New York.")
+    # [TaggedWord(text="Jim", start=0, end=3, tag="B-PER"), ...]
+
+  Attributes:
+    labels: the labels, in the order of the model's outputs.
+  """
+
+  def __init__(self, saved_model_dir):
+    """Loads a SavedModel folder of --export_dir, or the highest version in --export_dir.
+
+    Raises:
+      ValueError: it is not a SavedModel that run_ner.py exported.
+    """
+    self._model = serving.SavedModelPredictor(saved_model_dir)
+    settings = self._model.required_settings("run_ner.py")
+    self.labels = settings["labels"]
+    self._doc_stride = settings["doc_stride"]
+    self._tokenizer = tokenization.FullTokenizer(
+        vocab_file=self._model.vocab_file, do_lower_case=settings["do_lower_case"])
+
+  def tag_words(self, words):
+    """Tags one sentence given as its words (list of str): returns one tag per word."""
+    if not words:
+      return []
+    windows, features = convert_sentence(words, None, self._model.max_seq_length,
+                                         self._doc_stride, self._tokenizer)
+    outputs = self._model.predict([feature.input_ids for feature in features],
+                                  [feature.input_mask for feature in features],
+                                  [feature.segment_ids for feature in features])
+    return [self.labels[i] for i in word_label_ids(windows, outputs["probabilities"])]
+
+  def tag(self, text):
+    """Splits raw text into words (`tokenization.word_spans`) and tags them as one sentence.
+
+    Returns:
+      list of TaggedWord(text, start, end, tag), text[start:end] being the word.
+    """
+    spans = tokenization.word_spans(text)
+    tags = self.tag_words([text[start:end] for start, end in spans])
+    return [TaggedWord(text[start:end], start, end, tag) for (start, end), tag in zip(spans, tags)]
 
 
 if __name__ == "__main__":
