@@ -45,9 +45,6 @@ ORIGINAL_RECORDS = {
     "squad_prediction": ("unique_ids", "input_ids", "input_mask", "segment_ids"),
 }
 
-PROTOBUF_MAJOR = int(google.protobuf.__version__.split(".")[0])
-
-
 def entry_names(serialized):
   """The feature names of a serialized Example, in the order its map entries are written."""
   example = tf.train.Example.FromString(serialized)
@@ -66,7 +63,7 @@ def test_serialized_example_holds_the_features_in_the_original_order(record):
   assert sorted(tf_example.feature_order(features)) == sorted(features)
 
 
-@pytest.mark.skipif(PROTOBUF_MAJOR != 4, reason=(
+@pytest.mark.skipif(not support.PROTOBUF_WRITES_THE_ORIGINAL_ORDER, reason=(
     "the original's records were written by TensorFlow 2.15's protobuf 4; protobuf %s orders "
     "a map differently in each process" % google.protobuf.__version__))
 @pytest.mark.parametrize("record", sorted(ORIGINAL_RECORDS))
