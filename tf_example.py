@@ -3,8 +3,8 @@
 
 An Example holds its features in a protocol buffer map, and protobuf writes the entries of a
 map in an order of its own: the protobuf 4 of TensorFlow 2.15 in a hash table's order, fixed by
-the names and by how the map was filled; protobuf 5 and later (TensorFlow 2.16 on) in an order
-that changes from process to process. The original's TFRecords were written by the former.
+the names and by how the map was filled; the protobuf 7 of TensorFlow 2.21 in an order that
+changes from process to process. The original's TFRecords were written by the former.
 `serialize_example` writes the entries in the order the original's records have, given below
 for each record the original writes, so our TFRecords equal its byte for byte and do not
 change from run to run.

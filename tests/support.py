@@ -18,10 +18,10 @@ FIXTURES_DIR = os.path.join(REPO_DIR, "tests", "fixtures")
 VOCAB_FILE = os.path.join(FIXTURES_DIR, "vocab", "uncased_vocab.txt")
 
 # protobuf 4 (TensorFlow 2.15's) writes a tf.train.Example's features in the order of the
-# original's TFRecords; protobuf 5 and later in an order that changes from process to process.
-# So the original package writes the original's bytes only under protobuf 4; elsewhere its
-# records are compared with ours as parsed Examples (ours are still compared byte for byte with
-# the fixtures, which hold the original's bytes).
+# original's TFRecords; protobuf 7 (TensorFlow 2.21's) in an order that changes from process to
+# process. So the original package writes the original's bytes only under protobuf 4; elsewhere
+# its records are compared with ours as parsed Examples (ours are still compared byte for byte
+# with the fixtures, which hold the original's bytes).
 PROTOBUF_WRITES_THE_ORIGINAL_ORDER = google.protobuf.__version__.split(".")[0] == "4"
 
 

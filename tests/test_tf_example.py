@@ -64,8 +64,8 @@ def test_serialized_example_holds_the_features_in_the_original_order(record):
 
 
 @pytest.mark.skipif(not support.PROTOBUF_WRITES_THE_ORIGINAL_ORDER, reason=(
-    "the original's records were written by TensorFlow 2.15's protobuf 4; protobuf %s orders "
-    "a map differently in each process" % google.protobuf.__version__))
+    "the original's records were written by TensorFlow 2.15's protobuf 4, whose map order "
+    "protobuf %s does not keep" % google.protobuf.__version__))
 @pytest.mark.parametrize("record", sorted(ORIGINAL_RECORDS))
 def test_bytes_equal_protobuf_4_serializing_the_original_dictionary(record):
   """The orders of tf_example are what protobuf 4 writes for the original's dictionaries."""
