@@ -27,6 +27,7 @@ import struct
 from absl import flags
 import script_io
 import tensorflow.compat.v1 as tf
+import tf_example
 
 FLAGS = flags.FLAGS
 
@@ -508,17 +509,6 @@ def _read_documents(input_files, tokenize):
   return all_documents
 
 
-def _varint(value):
-  """The protocol buffer encoding of the integer `value` (negative ones as 64-bit)."""
-  value &= (1 << 64) - 1
-  encoded = bytearray()
-  while value > 0x7f:
-    encoded.append((value & 0x7f) | 0x80)
-    value >>= 7
-  encoded.append(value)
-  return bytes(encoded)
-
-
 class _ExampleEncoder(object):
   """Serializes instances as the original's `tf.train.Example`s, without building protos.
 
@@ -528,8 +518,7 @@ class _ExampleEncoder(object):
   is tokenized, so the input_ids of an example are one join of its tokens. An example is the
   map of its features; each map entry is a header (tags, lengths and the feature name) that
   depends only on the feature and the length of its packed values, and those values. The
-  entries follow the order in which `tf.train.Example` serializes the original's feature
-  dictionary, found once from a real one, since that is the protobuf library's map order.
+  entries follow the order of the original's records (`tf_example.feature_order`).
 
   Attributes:
     varints: list, the encoded id of each vocabulary id.
@@ -539,10 +528,11 @@ class _ExampleEncoder(object):
   def __init__(self, vocab, max_seq_length, max_predictions_per_seq):
     self.max_seq_length = max_seq_length
     self.max_predictions_per_seq = max_predictions_per_seq
-    self.varints = [_varint(token_id) for token_id in range(max(vocab.values()) + 1)]
+    self.varints = [tf_example.varint(token_id) for token_id in range(max(vocab.values()) + 1)]
     self.encoded_vocab = collections.OrderedDict(
         (token, self.varints[token_id]) for token, token_id in vocab.items())
-    self._feature_order = [_FEATURE_NAMES.index(name) for name in _serialized_feature_order()]
+    self._feature_order = [_FEATURE_NAMES.index(name)
+                           for name in tf_example.feature_order(_FEATURE_NAMES)]
     self._entry_headers = {}
 
   def encode(self, tokens, segment_ids, masked_lm_positions, masked_lm_labels,
@@ -583,7 +573,7 @@ class _ExampleEncoder(object):
       parts.append(header)
       parts.append(packed_values)
     features = b"".join(parts)
-    return b"\n" + _varint(len(features)) + features
+    return b"\n" + tf_example.varint(len(features)) + features
 
   def _packed(self, values):
     """The concatenated varints of the integers `values`."""
@@ -593,7 +583,7 @@ class _ExampleEncoder(object):
         return as_bytes  # An integer below 128 is its own one-byte varint.
     except ValueError:
       pass
-    return b"".join(map(_varint, values))
+    return b"".join(map(tf_example.varint, values))
 
 
 _FLOAT_ONE = struct.pack("<f", 1.0)
@@ -607,31 +597,15 @@ def _feature_entry_header(feature_index, packed_length):
   packed values (field 1, left out when there are none).
   """
   name = _FEATURE_NAMES[feature_index].encode("utf-8")
-  value_list = _length_prefix(b"\n", packed_length) if packed_length else b""
+  value_list = tf_example.length_prefix(b"\n", packed_length) if packed_length else b""
   value_list_length = len(value_list) + packed_length
   is_float = _FEATURE_NAMES[feature_index] == "masked_lm_weights"
-  feature = _length_prefix(b"\x12" if is_float else b"\x1a", value_list_length)
+  feature = tf_example.length_prefix(b"\x12" if is_float else b"\x1a", value_list_length)
   feature_length = len(feature) + value_list_length
-  key_and_value = _length_prefix(b"\n", len(name)) + name + _length_prefix(b"\x12",
-                                                                          feature_length)
+  key_and_value = (tf_example.length_prefix(b"\n", len(name)) + name +
+                   tf_example.length_prefix(b"\x12", feature_length))
   entry_length = len(key_and_value) + feature_length
-  return _length_prefix(b"\n", entry_length) + key_and_value + feature + value_list
-
-
-def _length_prefix(tag, length):
-  """Tag and length of a field of wire type 2 (length-delimited)."""
-  return tag + _varint(length)
-
-
-def _serialized_feature_order():
-  """The order in which `tf.train.Example` serializes the original's feature dictionary."""
-  features = collections.OrderedDict(
-      (name, create_float_feature([1.0]) if name == "masked_lm_weights"
-       else create_int_feature([1]))
-      for name in _FEATURE_NAMES)
-  serialized = tf.train.Example(features=tf.train.Features(feature=features)).SerializeToString()
-  return sorted(_FEATURE_NAMES,
-                key=lambda name: serialized.index(b"\n" + _varint(len(name)) + name.encode()))
+  return tf_example.length_prefix(b"\n", entry_length) + key_and_value + feature + value_list
 
 
 def _write_records(records, output_files, inv_vocab):

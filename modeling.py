@@ -244,9 +244,9 @@ class BertModel(object):
       # prediction), so its hidden state is what a segment-level classifier reads.
       with tf.variable_scope("pooler"):
         first_token_tensor = encoder_layers[-1][:, 0, :]
-        pooled_output = _dense(first_token_tensor, config.hidden_size,
-                               create_initializer(config.initializer_range),
-                               activation=tf.tanh, name="dense")
+        pooled_output = dense(first_token_tensor, config.hidden_size,
+                              create_initializer(config.initializer_range),
+                              activation=tf.tanh, name="dense")
         self.pooled_output = tf.cast(pooled_output, tf.float32)
 
   def get_pooled_output(self):
@@ -498,7 +498,7 @@ def create_initializer(initializer_range=0.02):
   return tf.truncated_normal_initializer(stddev=initializer_range)
 
 
-def _dense(input_tensor, output_size, kernel_initializer, activation=None, name="dense"):
+def dense(input_tensor, output_size, kernel_initializer, activation=None, name="dense"):
   """Fully connected layer with the variables `name/kernel` and `name/bias` of tf.layers.dense.
 
   The variables take the dtype of `input_tensor`. In bfloat16 or float16, `gelu` and
@@ -748,11 +748,11 @@ def attention_layer(from_tensor,
   width = num_attention_heads * size_per_head
 
   # `query_layer` = [B*F, N*H]
-  query_layer = _dense(from_tensor_2d, width, initializer, query_act, name="query")
+  query_layer = dense(from_tensor_2d, width, initializer, query_act, name="query")
   # `key_layer` = [B*T, N*H]
-  key_layer = _dense(to_tensor_2d, width, initializer, key_act, name="key")
+  key_layer = dense(to_tensor_2d, width, initializer, key_act, name="key")
   # `value_layer` = [B*T, N*H]
-  value_layer = _dense(to_tensor_2d, width, initializer, value_act, name="value")
+  value_layer = dense(to_tensor_2d, width, initializer, value_act, name="value")
 
   # `query_layer` = [B, N, F, H]
   query_layer = _split_heads(query_layer, batch_size, from_seq_length, num_attention_heads,
@@ -871,16 +871,16 @@ def transformer_model(input_tensor,
               from_seq_length=seq_length,
               to_seq_length=seq_length)
         with tf.variable_scope("output"):
-          attention_output = _dense(attention_output, hidden_size, initializer)
+          attention_output = dense(attention_output, hidden_size, initializer)
           attention_output = dropout(attention_output, hidden_dropout_prob)
           attention_output = layer_norm(attention_output + layer_input)
 
       with tf.variable_scope("intermediate"):
-        intermediate_output = _dense(attention_output, intermediate_size, initializer,
-                                     activation=intermediate_act_fn)
+        intermediate_output = dense(attention_output, intermediate_size, initializer,
+                                    activation=intermediate_act_fn)
 
       with tf.variable_scope("output"):
-        layer_output = _dense(intermediate_output, hidden_size, initializer)
+        layer_output = dense(intermediate_output, hidden_size, initializer)
         layer_output = dropout(layer_output, hidden_dropout_prob)
         layer_output = layer_norm(layer_output + attention_output)
         prev_output = layer_output

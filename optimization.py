@@ -17,8 +17,6 @@ import numbers
 import re
 
 import tensorflow.compat.v1 as tf
-from tensorflow.python.ops import resource_variable_ops
-from tensorflow.python.training import gen_training_ops
 
 # Variables whose names contain one of these patterns get no weight decay.
 EXCLUDE_FROM_WEIGHT_DECAY = ["LayerNorm", "layer_norm", "bias"]
@@ -272,7 +270,7 @@ def _accumulate(grads_and_vars, sparse_squared_norm):
       chooses between accumulating and updating.
   """
   for _, var in grads_and_vars:
-    if var.dtype != var.dtype.base_dtype:
+    if _is_reference_variable(var):
       raise ValueError(
           "gradient accumulation updates the variables inside a tf.cond, which needs resource "
           "variables (TF2's default); %s is a reference variable" % var.name)
@@ -490,9 +488,9 @@ class AdamWeightDecayOptimizer(tf.train.Optimizer):
     arguments = dict(beta1_power=0.0, beta2_power=0.0, lr=self._learning_rate_tensor,
                      beta1=self.beta_1, beta2=self.beta_2, epsilon=self.epsilon, grad=grad)
     with tf.control_dependencies(decay):
-      if resource_variable_ops.is_resource_variable(var):
-        return gen_training_ops.resource_apply_adam(var.handle, m.handle, v.handle, **arguments)
-      return gen_training_ops.apply_adam(var, m, v, **arguments).op
+      if _is_reference_variable(var):
+        return tf.raw_ops.ApplyAdam(var=var, m=m, v=v, **arguments).op
+      return tf.raw_ops.ResourceApplyAdam(var=var.handle, m=m.handle, v=v.handle, **arguments)
 
   # The base class passes the variable itself as `handle`, so one update serves both kinds.
   def _resource_apply_dense(self, grad, handle):
@@ -519,6 +517,11 @@ class AdamWeightDecayOptimizer(tf.train.Optimizer):
     """Returns a variable name without its ":0" output suffix."""
     match = re.match(r"^(.*):\d+$", param_name)
     return match.group(1) if match else param_name
+
+
+def _is_reference_variable(var):
+  """Whether `var` is a TF1 reference variable (its dtype is a `_ref` type), not a resource one."""
+  return var.dtype != var.dtype.base_dtype
 
 
 def _to_dense(values, indices, var):

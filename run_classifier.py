@@ -34,6 +34,7 @@ import precision
 import script_io
 import serving
 import tensorflow.compat.v1 as tf
+import tf_example
 import tokenization
 
 flags.DEFINE_string(
@@ -530,8 +531,8 @@ def _label_id(example, label_list):
   return label_list.index(example.label)
 
 
-def _features_to_tf_example(feature):
-  """Returns the tf.train.Example of one `InputFeatures`, in the original's record format."""
+def _serialized_tf_example(feature):
+  """Returns the serialized tf.train.Example of one `InputFeatures`: the original's bytes."""
 
   def int_feature(values):
     return tf.train.Feature(int64_list=tf.train.Int64List(value=list(values)))
@@ -546,7 +547,7 @@ def _features_to_tf_example(feature):
   features["segment_ids"] = int_feature(feature.segment_ids)
   features["label_ids"] = label_feature
   features["is_real_example"] = int_feature([int(feature.is_real_example)])
-  return tf.train.Example(features=tf.train.Features(feature=features))
+  return tf_example.serialize_example(features)
 
 
 def file_based_convert_examples_to_features(examples, label_list, max_seq_length, tokenizer,
@@ -563,7 +564,7 @@ def file_based_convert_examples_to_features(examples, label_list, max_seq_length
         if ex_index % 10000 == 0:
           tf.logging.info("Writing example %d of %d", ex_index, len(examples))
         feature = convert_single_example(ex_index, example, label_list, max_seq_length, tokenizer)
-        writer.write(_features_to_tf_example(feature).SerializeToString())
+        writer.write(_serialized_tf_example(feature))
 
 
 def file_based_input_fn_builder(input_file, seq_length, is_training, drop_remainder,

@@ -46,6 +46,7 @@ import precision
 import script_io
 import serving
 import tensorflow.compat.v1 as tf
+import tf_example
 import tokenization
 import windowing
 
@@ -424,12 +425,12 @@ def _log_features(example, features, tokenizer):
       tf.logging.info("%s: %s", name, " ".join(str(x) for x in getattr(feature, name)))
 
 
-def _features_to_tf_example(feature):
-  """Returns the tf.train.Example of one InputFeatures: the FEATURE_NAMES, in that order."""
+def _serialized_tf_example(feature):
+  """Returns the serialized tf.train.Example of one InputFeatures: the FEATURE_NAMES, in order."""
   features = collections.OrderedDict()
   for name in FEATURE_NAMES:
     features[name] = tf.train.Feature(int64_list=tf.train.Int64List(value=getattr(feature, name)))
-  return tf.train.Example(features=tf.train.Features(feature=features))
+  return tf_example.serialize_example(features)
 
 
 def file_based_convert_examples(examples, label_list, max_seq_length, doc_stride, tokenizer,
@@ -467,12 +468,12 @@ def file_based_convert_examples(examples, label_list, max_seq_length, doc_stride
           _log_features(example, features, tokenizer)
         all_windows.append(windows)
         for feature in features:
-          writer.write(_features_to_tf_example(feature).SerializeToString())
+          writer.write(_serialized_tf_example(feature))
           num_records += 1
       padding = [0] * max_seq_length
       for _ in range(-num_records % batch_multiple):
-        writer.write(_features_to_tf_example(
-            InputFeatures(padding, padding, padding, padding, padding)).SerializeToString())
+        writer.write(_serialized_tf_example(
+            InputFeatures(padding, padding, padding, padding, padding)))
   return all_windows
 
 

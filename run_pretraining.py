@@ -214,11 +214,10 @@ def get_masked_lm_output(bert_config, input_tensor, output_weights, positions, l
   with tf.variable_scope("cls/predictions"):
     # One more non-linear layer before the output, as in pre-training only; fine-tuning drops it.
     with tf.variable_scope("transform"):
-      input_tensor = tf.layers.dense(
-          input_tensor,
-          units=bert_config.hidden_size,
-          activation=modeling.get_activation(bert_config.hidden_act),
-          kernel_initializer=modeling.create_initializer(bert_config.initializer_range))
+      input_tensor = modeling.dense(
+          input_tensor, bert_config.hidden_size,
+          modeling.create_initializer(bert_config.initializer_range),
+          activation=modeling.get_activation(bert_config.hidden_act))
       input_tensor = modeling.layer_norm(input_tensor)
 
     output_bias = tf.get_variable(

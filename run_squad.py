@@ -39,6 +39,7 @@ import serving
 import squad_metrics
 import tokenization
 import tensorflow.compat.v1 as tf
+import tf_example
 import windowing
 
 flags.DEFINE_string(
@@ -907,8 +908,7 @@ class FeatureWriter(object):
       features["start_positions"] = int_feature([feature.start_position])
       features["end_positions"] = int_feature([feature.end_position])
       features["is_impossible"] = int_feature([int(bool(feature.is_impossible))])
-    tf_example = tf.train.Example(features=tf.train.Features(feature=features))
-    self._writer.write(tf_example.SerializeToString())
+    self._writer.write(tf_example.serialize_example(features))
 
   def close(self):
     self._writer.close()

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Creates .venv beside this file and installs what the scripts, the tests and the benchmarks need.
-# TensorFlow 2.15 supports Python 3.9 to 3.11; set PYTHON to choose the interpreter.
+# requirements.txt picks TensorFlow by interpreter: 2.15 on Python 3.9 to 3.11, the newest we test
+# on 3.12 and 3.13. Set PYTHON to choose the interpreter (default python3).
 set -euo pipefail
 cd "$(dirname "$0")"
 PYTHON="${PYTHON:-python3}"

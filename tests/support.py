@@ -1,16 +1,45 @@
-"""Helpers shared by the tests: fixture paths, script runs and script imports."""
+"""Helpers shared by the tests: fixture paths, script runs, script imports, and what of the
+original package (bert-tensorflow, a live oracle in some tests) works on this TensorFlow."""
 
 import importlib
 import importlib.util
 import os
 import subprocess
 import sys
+import warnings
 
 from absl import flags
+import google.protobuf
+import pytest
+import tensorflow.compat.v1 as tf
 
 REPO_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FIXTURES_DIR = os.path.join(REPO_DIR, "tests", "fixtures")
 VOCAB_FILE = os.path.join(FIXTURES_DIR, "vocab", "uncased_vocab.txt")
+
+# protobuf 4 (TensorFlow 2.15's) writes a tf.train.Example's features in the order of the
+# original's TFRecords; protobuf 7 (TensorFlow 2.21's) in an order that changes from process to
+# process. So the original package writes the original's bytes only under protobuf 4; elsewhere
+# its records are compared with ours as parsed Examples (ours are still compared byte for byte
+# with the fixtures, which hold the original's bytes).
+PROTOBUF_WRITES_THE_ORIGINAL_ORDER = google.protobuf.__version__.split(".")[0] == "4"
+
+
+def _layers_build():
+  """Whether tf.compat.v1.layers builds layers here (not under Keras 3, TensorFlow 2.16 on)."""
+  with tf.Graph().as_default(), warnings.catch_warnings():
+    warnings.simplefilter("ignore")  # "`tf.layers.dense` is deprecated"
+    try:
+      tf.layers.dense(tf.zeros([1, 1]), 1)
+    except AttributeError:  # "`dense` is not available with Keras 3."
+      return False
+  return True
+
+
+# The original package builds its models with tf.compat.v1.layers.
+needs_the_original_models = pytest.mark.skipif(
+    not _layers_build(), reason="the original package (bert-tensorflow) builds its models with "
+    "tf.compat.v1.layers, which Keras 3 (TensorFlow 2.16 and later) no longer provides")
 
 SCRIPTS = ("create_pretraining_data", "run_pretraining", "run_classifier",
            "run_squad", "run_ner", "extract_features")

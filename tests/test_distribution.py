@@ -168,7 +168,8 @@ DRIVER_SCRIPT = textwrap.dedent("""
     def model_fn(features, mode, loss_scale, options):
       bert_config = modeling.BertConfig.from_json_file(SPEC["bert_config_file"])
       model = modeling.BertModel(bert_config, is_training=True, input_ids=features["input_ids"])
-      logits = tf.layers.dense(model.get_pooled_output(), 2, name="cls")
+      logits = modeling.dense(model.get_pooled_output(), 2, tf.glorot_uniform_initializer(),
+                              name="cls")
       example_loss = tf.nn.sparse_softmax_cross_entropy_with_logits(
           labels=features["labels"], logits=logits)
       loss = loss_scale * tf.reduce_mean(example_loss)
@@ -257,7 +258,7 @@ def trained(tmp_path_factory):
   with tf.Graph().as_default():
     model = modeling.BertModel(modeling.BertConfig.from_dict(BERT_CONFIG), is_training=False,
                                input_ids=tf.zeros([1, 8], tf.int32))
-    tf.layers.dense(model.get_pooled_output(), 2, name="cls")
+    modeling.dense(model.get_pooled_output(), 2, tf.glorot_uniform_initializer(), name="cls")
     with tf.Session() as session:
       session.run(tf.global_variables_initializer())
       tf.train.Saver().save(session, init_checkpoint)

@@ -11,6 +11,7 @@ import pytest
 import tensorflow.compat.v1 as tf
 
 import modeling
+import support
 from support import fixture_path
 
 FIXTURE_CONFIG = fixture_path("modeling", "bert_config.json")
@@ -226,6 +227,7 @@ ORIGINAL_USES_TF_LAYERS = pytest.mark.filterwarnings(
     "ignore:`tf.layers.dense` is deprecated:UserWarning")
 
 
+@support.needs_the_original_models
 @ORIGINAL_USES_TF_LAYERS
 @pytest.mark.parametrize("hidden_act", ["gelu", "relu"])
 def test_outputs_match_the_original_package(original_modeling, tmp_path, hidden_act):
@@ -241,6 +243,7 @@ def test_outputs_match_the_original_package(original_modeling, tmp_path, hidden_
     np.testing.assert_allclose(value, expected[name], rtol=1e-5, atol=1e-5, err_msg=name)
 
 
+@support.needs_the_original_models
 @ORIGINAL_USES_TF_LAYERS
 def test_defaults_for_mask_and_token_types_match_the_original(original_modeling, tmp_path):
   config_fields = tiny_config().to_dict()

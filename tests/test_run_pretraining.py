@@ -9,6 +9,7 @@ import sys
 
 import numpy as np
 import pytest
+import modeling
 import support
 import tensorflow.compat.v1 as tf
 
@@ -155,6 +156,49 @@ def test_eval_matches_reference(tmp_path):
       "next_sentence_accuracy", "next_sentence_loss"
   ]
   assert_eval_results_match_reference(str(tmp_path))
+
+
+def test_heads_on_the_fixture_checkpoint_match_the_reference_in_a_session():
+  """The eval parity of the heads alone, in a plain session: no Estimator on any TensorFlow.
+
+  Restoring every variable the graph makes from the original's checkpoint also proves that the
+  heads keep its variable names and shapes.
+  """
+  run_pretraining_module = support.load_script("run_pretraining")
+  config = modeling.BertConfig.from_json_file(MODEL_CONFIG)
+  num_batches = 5
+  with tf.Graph().as_default():
+    input_fn = run_pretraining_module.input_fn_builder(
+        [REFERENCE_RECORDS], 128, 20, is_training=False)
+    features = tf.data.make_one_shot_iterator(input_fn({"batch_size": 8})).get_next()
+    model = modeling.BertModel(config, False, features["input_ids"], features["input_mask"],
+                               features["segment_ids"])
+    masked_lm_loss, masked_lm_example_loss, masked_lm_log_probs = (
+        run_pretraining_module.get_masked_lm_output(
+            config, model.get_sequence_output(), model.get_embedding_table(),
+            features["masked_lm_positions"], features["masked_lm_ids"],
+            features["masked_lm_weights"]))
+    next_sentence_loss, next_sentence_example_loss, next_sentence_log_probs = (
+        run_pretraining_module.get_next_sentence_output(
+            config, model.get_pooled_output(), features["next_sentence_labels"]))
+    metrics = run_pretraining_module.metric_fn(
+        masked_lm_example_loss, masked_lm_log_probs, features["masked_lm_ids"],
+        features["masked_lm_weights"], next_sentence_example_loss, next_sentence_log_probs,
+        features["next_sentence_labels"])
+    metrics["loss"] = tf.metrics.mean(masked_lm_loss + next_sentence_loss)
+    saver = tf.train.Saver()
+    with tf.Session() as session:
+      saver.restore(session, MODEL_CHECKPOINT)
+      session.run(tf.local_variables_initializer())
+      for _ in range(num_batches):
+        session.run([update for _, update in metrics.values()])
+      results = session.run({name: value for name, (value, _) in metrics.items()})
+  expected = read_eval_results_file(
+      support.fixture_path("pretraining_data", "reference_eval_results.txt"))
+  del expected["global_step"]
+  assert sorted(results) == sorted(expected)
+  for name in expected:
+    assert results[name] == pytest.approx(expected[name], abs=1e-4), name
 
 
 def test_use_xla_compiles_on_cpu_and_keeps_the_results(tmp_path):
