@@ -142,7 +142,6 @@ class Runner(object):
     self._strategy = strategy
     self._session_config = session_config or _default_session_config(strategy)
     if strategy is not None:
-      self._session_config = strategy.update_config_proto(self._session_config)
       num_replicas = strategy.num_replicas_in_sync
       if train_batch_size is not None and train_batch_size % num_replicas:
         raise ValueError("train_batch_size=%d cannot be shared evenly by %d replicas" %
@@ -362,7 +361,8 @@ class Runner(object):
     loss_value = None
     with tf.train.SingularMonitoredSession(
         hooks=hooks, scaffold=scaffold, master=_session_target(strategy),
-        config=self._session_config, checkpoint_dir=self.model_dir) as session:
+        config=strategy.update_config_proto(self._session_config),
+        checkpoint_dir=self.model_dir) as session:
       while not session.should_stop():
         _, loss_value = session.run([train_op, loss])
     return loss_value

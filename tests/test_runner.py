@@ -547,3 +547,34 @@ def test_a_second_signal_ends_the_process_at_once(tmp_path):
                           text=True, timeout=TIMEOUT_SECONDS)
   assert result.returncode == -signal.SIGINT, result.stderr[-3000:]
   assert result.stdout == "first: SIGINT\n"
+
+
+@pytest.mark.slow
+def test_a_dead_worker_stops_the_other(tiny_model, tmp_path):
+  cluster = {"worker": ["127.0.0.1:%d" % _free_port() for _ in range(2)]}
+  endless = _run("endless", tmp_path / "model", "multi_worker", 10 ** 9)
+  processes = []
+  for index in range(2):
+    argv, _ = _driver_command(tmp_path, "worker_%d" % index, tiny_model, [endless])
+    env = _python_env(TF_CONFIG=json.dumps(
+        {"cluster": cluster, "task": {"type": "worker", "index": index}}))
+    with open(tmp_path / ("worker_%d.log" % index), "w") as log:
+      processes.append(subprocess.Popen(
+          argv, env=env, stdout=subprocess.PIPE if index else log, stderr=subprocess.STDOUT,
+          text=True))
+  chief, worker = processes
+  try:
+    # Both workers are training once the second one has logged a step's loss.
+    for line in worker.stdout:
+      if "loss = " in line:
+        worker.kill()
+        break
+    chief.wait(timeout=TIMEOUT_SECONDS)
+  finally:
+    for process in processes:
+      if process.poll() is None:
+        process.kill()
+      process.wait()
+  assert worker.returncode == -signal.SIGKILL
+  assert chief.returncode == 1
+  assert "UnavailableError" in (tmp_path / "worker_0.log").read_text()
