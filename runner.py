@@ -74,7 +74,7 @@ class TrainingInterrupted(Exception):
   """Training stopped on SIGINT or SIGTERM, after saving a checkpoint where it saves any.
 
   Attributes:
-    signal_name: "SIGINT" or "SIGTERM".
+    signal_name: "SIGINT" or "SIGTERM"; None when another worker received it.
     checkpoint_path: the latest checkpoint of the model directory, from which the next
       `Runner.train` resumes; None when there is none.
   """
@@ -82,8 +82,9 @@ class TrainingInterrupted(Exception):
   def __init__(self, signal_name, checkpoint_path):
     super(TrainingInterrupted, self).__init__(
         "training stopped by %s; %s" % (
-            signal_name, "the latest checkpoint is %s: training again resumes from it" %
-            checkpoint_path if checkpoint_path else "no checkpoint was saved"))
+            signal_name or "a signal to another worker",
+            "the latest checkpoint is %s: training again resumes from it" % checkpoint_path
+            if checkpoint_path else "no checkpoint was saved"))
     self.signal_name = signal_name
     self.checkpoint_path = checkpoint_path
 
@@ -125,7 +126,8 @@ class Runner(object):
       keep_checkpoint_max: the number of recent checkpoints kept.
       log_step_count_steps: global steps between the log lines (and TensorBoard points) of
         the training speed and loss.
-      session_config: a `tf.ConfigProto`, or None for Estimator's default.
+      session_config: a `tf.ConfigProto`, or None for Estimator's default; under a strategy,
+        its inter-op threads are raised to what the all-reduces need.
       strategy: a `tf.compat.v1.distribute` strategy to train under, or None for one device.
 
     Raises:
@@ -140,7 +142,7 @@ class Runner(object):
     self._keep_checkpoint_max = keep_checkpoint_max
     self._log_step_count_steps = log_step_count_steps
     self._strategy = strategy
-    self._session_config = session_config or _default_session_config(strategy)
+    self._session_config = _session_config(session_config, strategy)
     if strategy is not None:
       num_replicas = strategy.num_replicas_in_sync
       if train_batch_size is not None and train_batch_size % num_replicas:
@@ -177,16 +179,17 @@ class Runner(object):
       spec, scaffold, loss, train_op = self._replicated_training_step(strategy, features,
                                                                       labels)
       scaffold = self._saving_scaffold(scaffold, spec.loss)
+      stop_hook = _StopHook(stop, strategy)
       hooks = [_IteratorInitializerHook(iterator.initializer),
                tf.train.StopAtStepHook(last_step=max_steps),
                tf.train.NanTensorHook(loss),
-               _StopHook(stop)]
+               stop_hook]
       hooks.extend(spec.training_hooks)
       hooks.extend(self._logging_hooks(strategy, loss, global_step))
       hooks.extend(self._writing_hooks(strategy, scaffold))
       loss_value = self._run_training(train_op, loss, scaffold, hooks, strategy)
     tf.logging.info("Loss for final step: %s.", loss_value)
-    if stop.signal_name:
+    if stop.signal_name or stop_hook.stopped:
       raise TrainingInterrupted(stop.signal_name, tf.train.latest_checkpoint(self.model_dir))
     return self
 
@@ -392,19 +395,23 @@ def _create_global_step(strategy):
   return global_step
 
 
-def _default_session_config(strategy):
-  """Estimator's default session config; under a strategy, room for the all-reduces too.
+def _session_config(session_config, strategy):
+  """session_config, or Estimator's default; under a strategy, with room for the all-reduces.
 
   An all-reduce holds an inter-op thread while it waits for every replica: with one thread
   per core, two replicas on a 2-core machine deadlocked. The logical CPUs of tf.config (the
   tests' stand-ins for GPUs) are only visible to a session that counts them.
   """
   config = tf.ConfigProto(allow_soft_placement=True)
-  # RewriterConfig.ONE: Grappler's optimizers run once, not twice, as Estimator has them.
-  config.graph_options.rewrite_options.meta_optimizer_iterations = 1
+  if session_config is None:
+    # RewriterConfig.ONE: Grappler's optimizers run once, not twice, as Estimator has them.
+    config.graph_options.rewrite_options.meta_optimizer_iterations = 1
+  else:
+    config.CopyFrom(session_config)
   if strategy is not None:
     config.device_count["CPU"] = len(tf.config.list_logical_devices("CPU"))
-    config.inter_op_parallelism_threads = max(os.cpu_count() or 1,
+    config.inter_op_parallelism_threads = max(config.inter_op_parallelism_threads,
+                                              os.cpu_count() or 1,
                                               8 * strategy.num_replicas_in_sync)
   return config
 
@@ -556,13 +563,31 @@ class _StopOnSignals(object):
 
 
 class _StopHook(tf.train.SessionRunHook):
-  """Stops the session after the step in which `_StopOnSignals` recorded a signal."""
+  """Stops training after the step in which any worker had recorded a signal.
 
-  def __init__(self, stop):
+  Each step sums, over all replicas of all workers, whether their process has received a
+  signal (`_StopOnSignals`), so every worker stops after the same step: the chief saves its
+  checkpoint and the others do not wait for it in an all-reduce that never comes.
+
+  Attributes:
+    stopped: whether a signal, here or in another worker, stopped training.
+  """
+
+  def __init__(self, stop, strategy):
     self._stop = stop
+    self._signaled = tf.placeholder_with_default(0, [], name="signal_received")
+    votes = strategy.extended.call_for_each_replica(lambda: tf.identity(self._signaled))
+    self._votes = strategy.reduce(tf.distribute.ReduceOp.SUM, votes, axis=None)
+    self.stopped = False
+
+  def before_run(self, run_context):
+    return tf.train.SessionRunArgs(
+        self._votes, feed_dict={self._signaled: int(bool(self._stop.signal_name))})
 
   def after_run(self, run_context, run_values):
-    if self._stop.signal_name and not run_context.stop_requested:
-      tf.logging.warning("%s: stopping after this step and saving a checkpoint; send it "
-                         "again to end at once", self._stop.signal_name)
+    if run_values.results and not self.stopped:
+      tf.logging.warning("%s: stopping after this step and saving a checkpoint; a second "
+                         "signal ends the process at once",
+                         self._stop.signal_name or "A signal to another worker")
+      self.stopped = True
       run_context.request_stop()

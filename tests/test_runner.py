@@ -578,3 +578,59 @@ def test_a_dead_worker_stops_the_other(tiny_model, tmp_path):
   assert worker.returncode == -signal.SIGKILL
   assert chief.returncode == 1
   assert "UnavailableError" in (tmp_path / "worker_0.log").read_text()
+
+
+@pytest.mark.slow
+def test_a_signal_to_one_worker_stops_all_at_the_same_step(tiny_model, tmp_path):
+  model_dir = tmp_path / "model"
+  cluster = {"worker": ["127.0.0.1:%d" % _free_port() for _ in range(2)]}
+
+  def run_workers(max_steps, signal_worker_1=False):
+    """Trains on both workers; returns their exit codes and outputs.
+
+    The chief's output goes to a file; worker 1's is read from a pipe, as it comes.
+    """
+    commands = []
+    for index in range(2):
+      argv, _ = _driver_command(tmp_path, "worker_%d" % index, tiny_model, [
+          dict(_run("cluster", model_dir, "multi_worker", max_steps),
+               save_checkpoints_steps=10 ** 6)])
+      commands.append((argv, _python_env(TF_CONFIG=json.dumps(
+          {"cluster": cluster, "task": {"type": "worker", "index": index}}))))
+    chief_log = tmp_path / "chief.log"
+    with open(chief_log, "w") as log:
+      chief = subprocess.Popen(commands[0][0], env=commands[0][1], stdout=log,
+                               stderr=subprocess.STDOUT)
+    worker = subprocess.Popen(commands[1][0], env=commands[1][1], stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, text=True)
+    processes = [chief, worker]
+    worker_output = []
+    try:
+      if signal_worker_1:
+        # Worker 1 logs "loss = " after its first step: both are training.
+        for line in worker.stdout:
+          worker_output.append(line)
+          if "loss = " in line:
+            worker.send_signal(signal.SIGINT)
+            break
+      worker_output.append(worker.communicate(timeout=TIMEOUT_SECONDS)[0])
+      chief.wait(timeout=TIMEOUT_SECONDS)
+    finally:
+      for process in processes:
+        if process.poll() is None:
+          process.kill()
+          process.wait()
+    return ([chief.returncode, worker.returncode],
+            [chief_log.read_text(), "".join(worker_output)])
+
+  codes, (chief_log, worker_log) = run_workers(10 ** 9, signal_worker_1=True)
+  assert codes == [3, 3], chief_log[-3000:] + worker_log[-3000:]
+  checkpoint_path = tf.train.latest_checkpoint(str(model_dir))
+  step = int(checkpoint_path.rsplit("-", 1)[1])
+  assert step > 0
+  assert ("INTERRUPTED: training stopped by a signal to another worker; the latest checkpoint "
+          "is %s" % checkpoint_path) in chief_log
+  assert "INTERRUPTED: training stopped by SIGINT;" in worker_log
+  codes, outputs = run_workers(step + 1)
+  assert codes == [0, 0], outputs[0][-3000:] + outputs[1][-3000:]
+  assert _checkpoint_steps(str(model_dir))[-1] == step + 1
