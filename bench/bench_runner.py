@@ -14,9 +14,9 @@ rounds so that the machine's load falls on both alike:
 
 The best round of each is printed (the one least slowed by other work on the machine; a
 shared machine's load swings the rounds by a third), and the runner's ratio to TPUEstimator
-(above 1: the runner is faster). The model is small, so the figures weigh the training loop's own overhead
-more than a real model's would. Without tf.estimator (TensorFlow 2.16 and later) only the
-runner's figures are printed. Takes a few minutes on a 2-core CPU.
+(above 1: the runner is faster). The model is small, so the figures weigh the training loop's
+own overhead more than a real model's would. Without tf.estimator (TensorFlow 2.16 and later)
+only the runner's figures are printed. Takes a few minutes on a 2-core CPU.
 Usage: .venv/bin/python bench/bench_runner.py
 """
 
