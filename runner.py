@@ -21,7 +21,8 @@ and the newest. It keeps what the TPUEstimator of the original scripts does off 
   `MirroredStrategy` for the devices of one machine, `experimental.MultiWorkerMirroredStrategy`
   for several processes named by TF_CONFIG. Evaluation and prediction run on one device.
 - SIGINT (Ctrl-C) or SIGTERM during training stops it after the running step, saves a
-  checkpoint and raises `TrainingInterrupted`, which names it; training resumes from it.
+  checkpoint and raises `TrainingInterrupted`, which names it; training resumes from it. A
+  second signal ends the process at once.
 """
 
 from __future__ import absolute_import
@@ -108,7 +109,8 @@ class Runner(object):
   strategy reads the whole input and keeps every k-th batch (k workers); all workers restore
   the latest checkpoint of model_dir, which must be a directory they share, and only the chief
   writes into it. The strategy must have been built eagerly (TensorFlow 2's default), which
-  starts this worker's server.
+  starts this worker's server. A worker that dies makes the others fail at their next step
+  (tf.errors.UnavailableError); a signal to one worker stops them all after the same step.
   """
 
   def __init__(self, model_fn, model_dir, train_batch_size=None, eval_batch_size=None,
@@ -160,11 +162,16 @@ class Runner(object):
     Saves a checkpoint every save_checkpoints_steps global steps and after the last one,
     and writes the loss and the speed to TensorBoard events in model_dir.
 
+    Args:
+      input_fn: input_fn(params) -> Dataset of training batches (it may repeat forever).
+      max_steps: int, the global step to train to.
+
     Returns:
       self.
 
     Raises:
-      TrainingInterrupted: SIGINT or SIGTERM arrived; the checkpoint of the last step is saved.
+      TrainingInterrupted: SIGINT or SIGTERM arrived, in this process or in another worker's;
+        every worker stopped after the same step, whose checkpoint the chief saved.
     """
     start_step = _checkpoint_global_step(self.model_dir)
     if start_step >= max_steps:
