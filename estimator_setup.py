@@ -6,9 +6,9 @@ what trains, evaluates and predicts, and to the script's model_fn_builder (`mode
 `built_for`): the accumulation steps, the strategy and use_tpu reach both by one route, and
 make_estimator refuses a model_fn built for other options.
 
-With --use_tpu or --distribution_strategy=none (the default) that is the TPUEstimator of the
-original scripts, which runs on CPU/GPU when not --use_tpu; with another strategy, a
-`distributed_estimator.DistributedEstimator` that trains under that `tf.distribute` strategy.
+With --use_tpu that is the TPUEstimator of the original scripts (TensorFlow 2.15); everywhere
+else, on every TensorFlow, our own `runner.Runner`, which also trains under the
+`tf.distribute` strategy of --distribution_strategy.
 The rest is what the scripts set a model up with: the BERT config checked against the sequence
 length (`load_bert_config`), and the check of --init_checkpoint and the initialisation from it.
 """
@@ -23,9 +23,9 @@ import os
 import re
 from typing import Optional
 
-import distributed_estimator
 import modeling
 import precision
+import runner
 import script_io
 import tensorflow.compat.v1 as tf
 
@@ -195,35 +195,37 @@ def check_scale_options(options, train_batch_size, other_work):
 def make_estimator(model_fn, output_dir, options, train_batch_size=None, eval_batch_size=None,
                    predict_batch_size=None, save_checkpoints_steps=None,
                    iterations_per_loop=1000):
-  """Builds what trains, evaluates and predicts with a TPUEstimator `model_fn`.
+  """Builds what trains, evaluates and predicts with a script's `model_fn`.
 
-  With use_tpu or distribution_strategy "none" (the default), this is the TPUEstimator the
-  original scripts use; it runs on CPU/GPU when not use_tpu. With another strategy it is a
-  `DistributedEstimator` that trains under that `tf.distribute` strategy; its evaluation and
-  prediction run on one device, so every example counts once. With use_xla the sessions of
-  either compile with XLA.
+  With use_tpu, the TPUEstimator of the original scripts (TensorFlow 2.15, the last release
+  that has it). Everywhere else our own `runner.Runner`, on every TensorFlow: one device, or
+  training under the `tf.distribute` strategy of distribution_strategy, with evaluation and
+  prediction on one device so every example counts once. Both give the same results (the tests
+  compare them to the bit); with use_xla their sessions compile with XLA.
 
   With gradient_accumulation_steps N the input_fn gives micro-batches of train_batch_size / N
   examples (divided again among the replicas of a strategy); the model_fn, built for the same
   options, passes N to `optimization.create_optimizer`.
 
   Args:
-    model_fn: a TPUEstimator model_fn (features, labels, mode, params).
+    model_fn: model_fn(features, labels, mode, params) -> `runner.ModelSpec`.
     output_dir: where checkpoints and summaries go; training resumes from its latest checkpoint.
     options: the `RunOptions`; a model_fn the scripts build records its own (`built_for`), and
       they must be these.
     train_batch_size, eval_batch_size, predict_batch_size: global batch sizes.
     save_checkpoints_steps: save a checkpoint every so many steps, and at the end of training;
       None saves none at all (for runs that only predict from an init_checkpoint).
-    iterations_per_loop: steps per TPU loop (and per Estimator log line off TPU).
+    iterations_per_loop: steps per TPU loop; off TPU, steps between the log lines of the
+      training speed (at most 100).
 
   Returns:
-    A `tf.estimator.tpu.TPUEstimator`, or a `DistributedEstimator` under a strategy; both
+    A `runner.Runner`, or with use_tpu a `tf.estimator.tpu.TPUEstimator`: both
     train(input_fn=..., max_steps=...), evaluate(input_fn=..., steps=...) and predict(input_fn).
 
   Raises:
     ValueError: `model_fn` was built for other options.
-    script_io.InputError: the options do not fit the batch size, the machine or TF_CONFIG.
+    script_io.InputError: the options do not fit the batch size, the machine, TF_CONFIG or this
+      TensorFlow.
   """
   built_options = getattr(model_fn, "run_options", options)
   if built_options != options:
@@ -231,13 +233,43 @@ def make_estimator(model_fn, output_dir, options, train_batch_size=None, eval_ba
                      "both from the same RunOptions" % (built_options, options))
   if train_batch_size is not None:
     train_batch_size = micro_batch_size(train_batch_size, options.gradient_accumulation_steps)
-  if options.distribution_strategy != "none":
-    return _make_distributed_estimator(model_fn, output_dir, options, train_batch_size,
-                                       eval_batch_size, predict_batch_size,
-                                       save_checkpoints_steps)
+  if options.use_tpu:
+    return _make_tpu_estimator(model_fn, output_dir, options, train_batch_size,
+                               eval_batch_size, predict_batch_size, save_checkpoints_steps,
+                               iterations_per_loop)
+  strategy = _make_strategy(options)
+  if strategy is not None and train_batch_size is not None:
+    num_replicas = strategy.num_replicas_in_sync
+    if train_batch_size % num_replicas:
+      raise script_io.InputError(
+          "--train_batch_size: micro-batches of %d examples cannot be shared evenly by the %d "
+          "replicas of --distribution_strategy=%s" %
+          (train_batch_size, num_replicas, options.distribution_strategy))
+  return runner.Runner(
+      model_fn, output_dir,
+      train_batch_size=train_batch_size,
+      eval_batch_size=eval_batch_size,
+      predict_batch_size=predict_batch_size,
+      save_checkpoints_steps=save_checkpoints_steps,
+      log_step_count_steps=min(iterations_per_loop, 100),
+      session_config=precision.xla_session_config(None, options.use_xla),
+      strategy=strategy)
 
+
+def tpu_estimator_available():
+  """Whether this TensorFlow has TPUEstimator (2.15 and older)."""
+  return hasattr(tf, "estimator")
+
+
+def _make_tpu_estimator(model_fn, output_dir, options, train_batch_size, eval_batch_size,
+                        predict_batch_size, save_checkpoints_steps, iterations_per_loop):
+  """Builds the original's TPUEstimator for use_tpu, on a TensorFlow that still has it."""
+  if not tpu_estimator_available():
+    raise script_io.InputError(
+        "--use_tpu trains with TPUEstimator, which TensorFlow %s no longer has: use TensorFlow "
+        "2.15.1 (Python 3.9 to 3.11; requirements.txt installs it there)" % tf.__version__)
   tpu_cluster_resolver = None
-  if options.use_tpu and options.tpu_name:
+  if options.tpu_name:
     tpu_cluster_resolver = tf.distribute.cluster_resolver.TPUClusterResolver(
         options.tpu_name, zone=options.tpu_zone, project=options.gcp_project)
   run_config = tf.estimator.tpu.RunConfig(
@@ -251,48 +283,36 @@ def make_estimator(model_fn, output_dir, options, train_batch_size=None, eval_ba
           num_shards=options.num_tpu_cores,
           per_host_input_for_training=tf.estimator.tpu.InputPipelineConfig.PER_HOST_V2))
   return tf.estimator.tpu.TPUEstimator(
-      use_tpu=options.use_tpu,
-      model_fn=model_fn,
+      use_tpu=True,
+      model_fn=tpu_estimator_model_fn(model_fn),
       config=run_config,
       train_batch_size=train_batch_size,
       eval_batch_size=eval_batch_size,
       predict_batch_size=predict_batch_size)
 
 
-def _make_distributed_estimator(model_fn, output_dir, options, train_batch_size,
-                                eval_batch_size, predict_batch_size, save_checkpoints_steps):
-  """Builds the plain Estimator that trains `model_fn` under the strategy of `options`."""
-  strategy_name = options.distribution_strategy
-  if strategy_name == "mirrored":
-    strategy = tf.distribute.MirroredStrategy(devices=_mirrored_devices(options.num_gpus))
-  else:
+def tpu_estimator_model_fn(model_fn):
+  """Wraps a model_fn returning `runner.ModelSpec` into one returning a TPUEstimatorSpec."""
+
+  def tpu_model_fn(features, labels, mode, params):
+    spec = model_fn(features, labels, mode, params)
+    return tf.estimator.tpu.TPUEstimatorSpec(**spec._asdict())
+
+  return tpu_model_fn
+
+
+def _make_strategy(options):
+  """The tf.distribute strategy of distribution_strategy, or None to train on one device.
+
+  It is built here, eagerly, as TensorFlow 2 builds it by default: a multi-worker strategy then
+  starts this worker's server, which the runner's sessions connect to.
+  """
+  if options.distribution_strategy == "mirrored":
+    return tf.distribute.MirroredStrategy(devices=_mirrored_devices(options.num_gpus))
+  if options.distribution_strategy == "multi_worker_mirrored":
     _check_tf_config()
-    strategy = tf.distribute.experimental.MultiWorkerMirroredStrategy()
-
-  num_replicas = strategy.num_replicas_in_sync
-  if train_batch_size is not None and train_batch_size % num_replicas:
-    raise script_io.InputError(
-        "--train_batch_size: micro-batches of %d examples cannot be shared evenly by the %d "
-        "replicas of --distribution_strategy=%s" %
-        (train_batch_size, num_replicas, strategy_name))
-
-  num_cpus = len(tf.config.list_logical_devices("CPU"))
-  session_config = tf.ConfigProto(
-      allow_soft_placement=True,
-      device_count={"CPU": num_cpus},
-      # An all-reduce holds inter-op threads while it waits for every replica; with the default
-      # of one thread per core, two replicas on a 2-core machine deadlocked.
-      inter_op_parallelism_threads=max(os.cpu_count() or 1, 8 * num_replicas))
-  run_config = tf.estimator.RunConfig(
-      model_dir=output_dir,
-      save_checkpoints_steps=save_checkpoints_steps,
-      session_config=precision.xla_session_config(session_config, options.use_xla),
-      train_distribute=strategy)
-  return distributed_estimator.DistributedEstimator(
-      model_fn, run_config,
-      train_batch_size=None if train_batch_size is None else train_batch_size // num_replicas,
-      eval_batch_size=eval_batch_size,
-      predict_batch_size=predict_batch_size)
+    return tf.distribute.experimental.MultiWorkerMirroredStrategy()
+  return None
 
 
 def _mirrored_devices(num_gpus):

@@ -20,6 +20,7 @@ import input_pipeline
 import modeling
 import numpy as np
 import precision
+import runner
 import script_io
 import tensorflow.compat.v1 as tf
 import tokenization
@@ -155,7 +156,7 @@ def model_fn_builder(bert_config, init_checkpoint, layer_indexes, use_tpu,
 
   def model_fn(features, labels, mode, params):  # pylint: disable=unused-argument
     """The `model_fn` for TPUEstimator."""
-    if mode != tf.estimator.ModeKeys.PREDICT:
+    if mode != runner.ModeKeys.PREDICT:
       raise ValueError("Only PREDICT modes are supported: %s" % mode)
     model = modeling.BertModel(
         config=bert_config,
@@ -173,7 +174,7 @@ def model_fn_builder(bert_config, init_checkpoint, layer_indexes, use_tpu,
       predictions["example_index"] = features["example_index"]
     for j, layer_index in enumerate(layer_indexes):
       predictions["layer_output_%d" % j] = all_layers[layer_index]
-    return tf.estimator.tpu.TPUEstimatorSpec(
+    return runner.ModelSpec(
         mode=mode, predictions=predictions, scaffold_fn=scaffold_fn)
 
   return estimator_setup.built_for(model_fn, options)

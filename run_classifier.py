@@ -31,6 +31,7 @@ import modeling
 import numpy as np
 import optimization
 import precision
+import runner
 import script_io
 import serving
 import tensorflow.compat.v1 as tf
@@ -707,31 +708,31 @@ def model_fn_builder(bert_config, num_labels, init_checkpoint, learning_rate, nu
     else:
       is_real_example = tf.ones(tf.shape(label_ids), dtype=tf.float32)
 
-    is_training = mode == tf.estimator.ModeKeys.TRAIN
+    is_training = mode == runner.ModeKeys.TRAIN
     total_loss, per_example_loss, logits, outputs = create_model(
         bert_config, is_training, features["input_ids"], features["input_mask"],
         features["segment_ids"], label_ids, num_labels, use_one_hot_embeddings, is_regression,
         compute_type)
     scaffold_fn = estimator_setup.init_from_checkpoint(init_checkpoint, use_tpu)
 
-    if mode == tf.estimator.ModeKeys.TRAIN:
+    if mode == runner.ModeKeys.TRAIN:
       train_op = optimization.create_optimizer(
           total_loss, learning_rate, num_train_steps, num_warmup_steps, use_tpu,
           gradient_accumulation_steps=options.gradient_accumulation_steps,
           **precision.mixed_precision_optimizer_options(compute_type))
-      return tf.estimator.tpu.TPUEstimatorSpec(
+      return runner.ModelSpec(
           mode=mode, loss=total_loss, train_op=train_op, scaffold_fn=scaffold_fn)
-    if mode == tf.estimator.ModeKeys.EVAL:
+    if mode == runner.ModeKeys.EVAL:
       if is_regression:
         eval_metrics = (_regression_metric_fn, [per_example_loss, is_real_example])
       else:
         eval_metrics = (_metric_fn, [per_example_loss, label_ids, logits, is_real_example])
-      return tf.estimator.tpu.TPUEstimatorSpec(
+      return runner.ModelSpec(
           mode=mode, loss=total_loss, eval_metrics=eval_metrics, scaffold_fn=scaffold_fn)
     predictions = {"score": outputs} if is_regression else {"probabilities": outputs}
     if "example_index" in features:
       predictions["example_index"] = features["example_index"]
-    return tf.estimator.tpu.TPUEstimatorSpec(
+    return runner.ModelSpec(
         mode=mode, predictions=predictions, scaffold_fn=scaffold_fn)
 
   return estimator_setup.built_for(model_fn, options)

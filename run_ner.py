@@ -43,6 +43,7 @@ import modeling
 import numpy as np
 import optimization
 import precision
+import runner
 import script_io
 import serving
 import tensorflow.compat.v1 as tf
@@ -579,25 +580,25 @@ def model_fn_builder(bert_config, num_labels, init_checkpoint, learning_rate, nu
     for name in sorted(features.keys()):
       tf.logging.info("  name = %s, shape = %s", name, features[name].shape)
 
-    is_training = mode == tf.estimator.ModeKeys.TRAIN
+    is_training = mode == runner.ModeKeys.TRAIN
     logits = create_model(
         bert_config, is_training, features["input_ids"], features["input_mask"],
         features["segment_ids"], num_labels, use_one_hot_embeddings, compute_type)
     scaffold_fn = estimator_setup.init_from_checkpoint(init_checkpoint, use_tpu)
 
-    if mode == tf.estimator.ModeKeys.TRAIN:
+    if mode == runner.ModeKeys.TRAIN:
       total_loss = _tagging_loss(logits, features["label_ids"], features["label_weights"])
       train_op = optimization.create_optimizer(
           total_loss, learning_rate, num_train_steps, num_warmup_steps, use_tpu,
           gradient_accumulation_steps=options.gradient_accumulation_steps,
           **precision.mixed_precision_optimizer_options(compute_type))
-      return tf.estimator.tpu.TPUEstimatorSpec(
+      return runner.ModelSpec(
           mode=mode, loss=total_loss, train_op=train_op, scaffold_fn=scaffold_fn)
-    if mode == tf.estimator.ModeKeys.PREDICT:
+    if mode == runner.ModeKeys.PREDICT:
       predictions = {"probabilities": tf.nn.softmax(logits, axis=-1)}
       if "example_index" in features:
         predictions["example_index"] = features["example_index"]
-      return tf.estimator.tpu.TPUEstimatorSpec(
+      return runner.ModelSpec(
           mode=mode, predictions=predictions, scaffold_fn=scaffold_fn)
     raise ValueError("Only TRAIN and PREDICT modes are supported: %s" % mode)
 

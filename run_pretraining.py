@@ -19,6 +19,7 @@ import input_pipeline
 import modeling
 import optimization
 import precision
+import runner
 import script_io
 import tensorflow.compat.v1 as tf
 
@@ -103,7 +104,7 @@ def model_fn_builder(bert_config, init_checkpoint, learning_rate, num_train_step
     for name in sorted(features.keys()):
       tf.logging.info("  name = %s, shape = %s", name, features[name].shape)
 
-    is_training = (mode == tf.estimator.ModeKeys.TRAIN)
+    is_training = (mode == runner.ModeKeys.TRAIN)
     model = modeling.BertModel(
         config=bert_config,
         is_training=is_training,
@@ -124,20 +125,20 @@ def model_fn_builder(bert_config, init_checkpoint, learning_rate, num_train_step
 
     scaffold_fn = estimator_setup.init_from_checkpoint(init_checkpoint, use_tpu)
 
-    if mode == tf.estimator.ModeKeys.TRAIN:
+    if mode == runner.ModeKeys.TRAIN:
       train_op = optimization.create_optimizer(
           total_loss, learning_rate, num_train_steps, num_warmup_steps, use_tpu,
           gradient_accumulation_steps=options.gradient_accumulation_steps,
           **precision.mixed_precision_optimizer_options(compute_type))
-      return tf.estimator.tpu.TPUEstimatorSpec(
+      return runner.ModelSpec(
           mode=mode, loss=total_loss, train_op=train_op, scaffold_fn=scaffold_fn)
-    if mode == tf.estimator.ModeKeys.EVAL:
+    if mode == runner.ModeKeys.EVAL:
       eval_metrics = (metric_fn, [
           masked_lm_example_loss, masked_lm_log_probs, features["masked_lm_ids"],
           features["masked_lm_weights"], next_sentence_example_loss,
           next_sentence_log_probs, features["next_sentence_labels"]
       ])
-      return tf.estimator.tpu.TPUEstimatorSpec(
+      return runner.ModelSpec(
           mode=mode, loss=total_loss, eval_metrics=eval_metrics, scaffold_fn=scaffold_fn)
     raise ValueError("Only TRAIN and EVAL modes are supported: %s" % mode)
 

@@ -25,6 +25,7 @@ import json
 import math
 import os
 import random
+import runner
 import sys
 
 from absl import flags
@@ -565,7 +566,7 @@ def model_fn_builder(bert_config, init_checkpoint, learning_rate, num_train_step
     for name in sorted(features.keys()):
       tf.logging.info("  name = %s, shape = %s", name, features[name].shape)
 
-    is_training = (mode == tf.estimator.ModeKeys.TRAIN)
+    is_training = (mode == runner.ModeKeys.TRAIN)
     start_logits, end_logits = create_model(
         bert_config=bert_config,
         is_training=is_training,
@@ -577,7 +578,7 @@ def model_fn_builder(bert_config, init_checkpoint, learning_rate, num_train_step
 
     scaffold_fn = estimator_setup.init_from_checkpoint(init_checkpoint, use_tpu)
 
-    if mode == tf.estimator.ModeKeys.TRAIN:
+    if mode == runner.ModeKeys.TRAIN:
       seq_length = modeling.get_shape_list(features["input_ids"])[1]
       start_loss = _position_loss(start_logits, features["start_positions"], seq_length)
       end_loss = _position_loss(end_logits, features["end_positions"], seq_length)
@@ -586,14 +587,14 @@ def model_fn_builder(bert_config, init_checkpoint, learning_rate, num_train_step
           total_loss, learning_rate, num_train_steps, num_warmup_steps, use_tpu,
           gradient_accumulation_steps=options.gradient_accumulation_steps,
           **precision.mixed_precision_optimizer_options(compute_type))
-      return tf.estimator.tpu.TPUEstimatorSpec(
+      return runner.ModelSpec(
           mode=mode, loss=total_loss, train_op=train_op, scaffold_fn=scaffold_fn)
-    if mode == tf.estimator.ModeKeys.PREDICT:
+    if mode == runner.ModeKeys.PREDICT:
       predictions = {"start_logits": start_logits, "end_logits": end_logits}
       # The requests to a SavedModel (serving.py) carry no unique_ids.
       if "unique_ids" in features:
         predictions["unique_ids"] = features["unique_ids"]
-      return tf.estimator.tpu.TPUEstimatorSpec(
+      return runner.ModelSpec(
           mode=mode, predictions=predictions, scaffold_fn=scaffold_fn)
     raise ValueError("Only TRAIN and PREDICT modes are supported: %s" % mode)
 

@@ -213,7 +213,11 @@ class Runner(object):
     Returns:
       dict of metric name -> value: those of the model_fn's eval_metrics, "loss" (the mean
       over the batches of the model_fn's loss) and "global_step" (of the checkpoint).
+
+    Raises:
+      ValueError: this Runner trains under a multi-worker strategy.
     """
+    self._check_not_multi_worker("evaluate")
     checkpoint_path = tf.train.latest_checkpoint(self.model_dir)
     if not checkpoint_path:
       tf.logging.info("No checkpoint in %s: evaluating the initial variables", self.model_dir)
@@ -257,8 +261,10 @@ class Runner(object):
       The predictions of each example, or of each batch.
 
     Raises:
-      ValueError: the predictions of a batch differ in their number of examples.
+      ValueError: the predictions of a batch differ in their number of examples, or this
+        Runner trains under a multi-worker strategy.
     """
+    self._check_not_multi_worker("predict")
     checkpoint_path = tf.train.latest_checkpoint(self.model_dir)
     if not checkpoint_path:
       tf.logging.info("No checkpoint in %s: predicting with the initial variables",
@@ -279,6 +285,13 @@ class Runner(object):
               yield example
           else:
             yield batch
+
+  def _check_not_multi_worker(self, action):
+    # A worker that is not the chief could read the checkpoint before the chief has written the
+    # last one, or not see it at all when model_dir is not shared.
+    if self._strategy is not None and self._strategy.extended.experimental_between_graph:
+      raise ValueError("a Runner under a multi-worker strategy only trains: %s with a Runner "
+                       "without a strategy on the same model_dir" % action)
 
   def _input_iterator(self, input_fn, strategy, batch_size):
     """Returns the strategy's iterator over the batches of input_fn, one per replica.

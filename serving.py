@@ -34,6 +34,7 @@ import os
 
 from absl import flags
 import numpy as np
+import runner
 import script_io
 import tensorflow.compat.v1 as tf
 
@@ -108,7 +109,7 @@ def export_saved_model(model_fn, checkpoint_path, export_dir, max_seq_length, vo
         name: tf.placeholder(tf.int32, [None, max_seq_length], name=name)
         for name in FEATURE_NAMES
     }
-    spec = model_fn(features, None, tf.estimator.ModeKeys.PREDICT, {})
+    spec = model_fn(features, None, runner.ModeKeys.PREDICT, {})
     variables = tf.global_variables()
     _check_checkpoint_holds(checkpoint_path, variables)
     saver = tf.train.Saver(variables)

@@ -29,6 +29,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 sys.path.insert(0, os.path.join(REPO, "tests"))
 
+import estimator_setup  # pylint: disable=wrong-import-position
 import modeling  # pylint: disable=wrong-import-position
 import runner  # pylint: disable=wrong-import-position
 import support  # pylint: disable=wrong-import-position
@@ -88,7 +89,7 @@ def make_trainer(kind, model_fn, model_dir):
                          eval_batch_size=BATCH_SIZE, predict_batch_size=BATCH_SIZE,
                          save_checkpoints_steps=1000, log_step_count_steps=100)
   return tf.estimator.tpu.TPUEstimator(
-      use_tpu=False, model_fn=model_fn,
+      use_tpu=False, model_fn=estimator_setup.tpu_estimator_model_fn(model_fn),
       config=tf.estimator.tpu.RunConfig(
           model_dir=model_dir, save_checkpoints_steps=1000,
           tpu_config=tf.estimator.tpu.TPUConfig(iterations_per_loop=1)),

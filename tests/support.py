@@ -41,6 +41,11 @@ needs_the_original_models = pytest.mark.skipif(
     not _layers_build(), reason="the original package (bert-tensorflow) builds its models with "
     "tf.compat.v1.layers, which Keras 3 (TensorFlow 2.16 and later) no longer provides")
 
+# TPUEstimator (--use_tpu) and the Estimator the runner is compared with exist up to 2.15.
+needs_tf_estimator = pytest.mark.skipif(
+    not hasattr(tf, "estimator"),
+    reason="tf.estimator (TPUEstimator) exists only up to TensorFlow 2.15")
+
 SCRIPTS = ("create_pretraining_data", "run_pretraining", "run_classifier",
            "run_squad", "run_ner", "extract_features")
 

@@ -17,9 +17,9 @@ import numpy as np
 import pytest
 import tensorflow.compat.v1 as tf
 
-import distributed_estimator
 import estimator_setup
 import modeling
+import runner
 import script_io
 import support
 
@@ -148,6 +148,7 @@ DRIVER_SCRIPT = textwrap.dedent("""
     import estimator_setup
     import modeling
     import optimization
+    import runner
     import script_io
 
     NUM_UPDATES, SEQ_LENGTH = 3, 8
@@ -174,11 +175,11 @@ DRIVER_SCRIPT = textwrap.dedent("""
           labels=features["labels"], logits=logits)
       loss = loss_scale * tf.reduce_mean(example_loss)
       estimator_setup.init_from_checkpoint(SPEC["init_checkpoint"], False)
-      if mode == tf.estimator.ModeKeys.TRAIN:
+      if mode == runner.ModeKeys.TRAIN:
         train_op = optimization.create_optimizer(
             loss, 0.01, NUM_UPDATES, 1, False, options.gradient_accumulation_steps)
-        return tf.estimator.tpu.TPUEstimatorSpec(mode=mode, loss=loss, train_op=train_op)
-      return tf.estimator.tpu.TPUEstimatorSpec(
+        return runner.ModelSpec(mode=mode, loss=loss, train_op=train_op)
+      return runner.ModelSpec(
           mode=mode, loss=loss,
           eval_metrics=(lambda x: {"example_loss": tf.metrics.mean(x)}, [example_loss]))
 
@@ -195,7 +196,7 @@ DRIVER_SCRIPT = textwrap.dedent("""
         evaluation = estimator.evaluate(input_fn=input_fn, steps=2)
         result["eval_loss"] = float(evaluation["example_loss"])
         result["global_step"] = int(evaluation["global_step"])
-      except script_io.InputError as error:
+      except (script_io.InputError, ValueError) as error:
         result["error"] = str(error)
     json.dump(results, open(SPEC["results_file"], "w"))
 """)
@@ -368,16 +369,16 @@ def test_multi_worker_refuses_to_evaluate(trained):
   for worker in results["workers"].values():
     [(_, result)] = worker.items()
     assert result["error"] == (
-        "--distribution_strategy=multi_worker_mirrored only trains: evaluate in a separate run "
-        "with --distribution_strategy=none on the same --output_dir")
+        "a Runner under a multi-worker strategy only trains: evaluate with a Runner without a "
+        "strategy on the same model_dir")
 
 
 def test_only_the_chief_writes_to_the_output_dir(trained):
   directory, _ = trained
   output_dir = directory / "multi_worker_unclipped"
   assert tf.train.latest_checkpoint(str(output_dir)).endswith("model.ckpt-3")
-  # TensorFlow has the other workers save into a subdirectory, which nobody reads.
-  assert os.path.isdir(output_dir / "tmp_worker_1")
+  # The other workers write nothing at all (Estimator had them save into tmp_worker_N).
+  assert not [name for name in os.listdir(output_dir) if name.startswith("tmp_worker")]
 
 
 def test_micro_batch_not_shared_evenly_by_replicas(trained):
@@ -406,6 +407,7 @@ class _StubTPUClusterResolver(object):
     return tf.train.ClusterSpec({"worker": ["10.240.1.2:8470"]})
 
 
+@support.needs_tf_estimator
 def test_use_tpu_builds_the_tpu_estimator(tmp_path, monkeypatch):
   _StubTPUClusterResolver.calls = []
   monkeypatch.setattr(tf.distribute.cluster_resolver, "TPUClusterResolver",
@@ -430,6 +432,7 @@ def test_use_tpu_builds_the_tpu_estimator(tmp_path, monkeypatch):
   assert config.model_dir == str(tmp_path)
 
 
+@support.needs_tf_estimator
 def test_use_tpu_with_master_and_no_tpu_name(tmp_path, monkeypatch):
   _StubTPUClusterResolver.calls = []
   monkeypatch.setattr(tf.distribute.cluster_resolver, "TPUClusterResolver",
@@ -442,16 +445,30 @@ def test_use_tpu_with_master_and_no_tpu_name(tmp_path, monkeypatch):
   assert estimator.config.tpu_config.num_shards == 8
 
 
-def test_mirrored_builds_a_distributed_estimator(tmp_path):
+def test_mirrored_builds_a_runner_with_the_strategy(tmp_path):
   estimator = estimator_setup.make_estimator(
       _model_fn, str(tmp_path), estimator_setup.RunOptions(distribution_strategy="mirrored"),
       train_batch_size=32)
-  assert isinstance(estimator, distributed_estimator.DistributedEstimator)
-  assert isinstance(estimator.estimator, tf.estimator.Estimator)
-  assert isinstance(estimator.config.train_distribute, tf.distribute.MirroredStrategy)
-  assert estimator.config.eval_distribute is None
-  assert estimator.config.session_config.inter_op_parallelism_threads >= 8
+  assert isinstance(estimator, runner.Runner)
+  assert isinstance(estimator._strategy, tf.distribute.MirroredStrategy)  # pylint: disable=protected-access
   assert estimator.model_dir == str(tmp_path)
+
+
+@pytest.mark.skipif(estimator_setup.tpu_estimator_available(),
+                    reason="this TensorFlow has TPUEstimator")
+def test_use_tpu_without_tpu_estimator_is_one_clear_error(tmp_path):
+  with pytest.raises(script_io.InputError,
+                     match=r"--use_tpu trains with TPUEstimator, which TensorFlow .* no longer "
+                     r"has: use TensorFlow 2.15.1"):
+    estimator_setup.make_estimator(_model_fn, str(tmp_path),
+                                   estimator_setup.RunOptions(use_tpu=True), train_batch_size=8)
+
+
+def test_without_tpu_and_strategy_the_runner_trains_on_one_device(tmp_path):
+  estimator = estimator_setup.make_estimator(
+      _model_fn, str(tmp_path), estimator_setup.RunOptions(), train_batch_size=32)
+  assert isinstance(estimator, runner.Runner)
+  assert estimator._strategy is None  # pylint: disable=protected-access
 
 
 @pytest.mark.parametrize("overrides,tf_config,message", [

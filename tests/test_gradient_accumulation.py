@@ -14,6 +14,7 @@ import tensorflow.compat.v1 as tf
 
 import estimator_setup
 import optimization
+import runner
 import script_io
 
 INIT_LR = 0.1
@@ -264,7 +265,7 @@ def test_make_estimator_feeds_micro_batches(tmp_path):
   estimator = estimator_setup.make_estimator(
       _model_fn, str(tmp_path), estimator_setup.RunOptions(gradient_accumulation_steps=4),
       train_batch_size=32)
-  assert isinstance(estimator, tf.estimator.tpu.TPUEstimator)
+  assert isinstance(estimator, runner.Runner)
   with pytest.raises(_InputFnCalled):
     estimator.train(input_fn, max_steps=1)
   assert batch_sizes == [8]

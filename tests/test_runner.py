@@ -21,20 +21,14 @@ import numpy as np
 import pytest
 import tensorflow.compat.v1 as tf
 
+import estimator_setup
 import modeling
 import runner
 import runner_driver
 import support
 import tokenization
 
-HAS_ESTIMATOR = hasattr(tf, "estimator")
-needs_estimator = pytest.mark.skipif(
-    not HAS_ESTIMATOR, reason="TensorFlow %s has no tf.estimator to compare with" % tf.__version__)
-# run_classifier's model_fn spells tf.estimator.ModeKeys and TPUEstimatorSpec.
-needs_classifier_model_fn = pytest.mark.skipif(
-    not HAS_ESTIMATOR,
-    reason="run_classifier's model_fn uses tf.estimator, which TensorFlow %s lacks" %
-    tf.__version__)
+needs_estimator = support.needs_tf_estimator
 
 TIMEOUT_SECONDS = 300
 CLASSIFIER_CHECKPOINT = support.fixture_path("classifier", "finetuned.ckpt")
@@ -111,7 +105,7 @@ def _classifier_runner(model_fn, model_dir, **kwargs):
 def _tpu_estimator(model_fn, model_dir):
   """The TPUEstimator of the scripts off TPU, batch 8."""
   return tf.estimator.tpu.TPUEstimator(
-      use_tpu=False, model_fn=model_fn,
+      use_tpu=False, model_fn=estimator_setup.tpu_estimator_model_fn(model_fn),
       config=tf.estimator.tpu.RunConfig(model_dir=model_dir, save_checkpoints_steps=100),
       train_batch_size=8, eval_batch_size=8, predict_batch_size=8)
 
@@ -126,7 +120,6 @@ def _probabilities(predictions):
 
 
 @pytest.mark.slow
-@needs_classifier_model_fn
 def test_classifier_evaluation_equals_the_original(classifier, tmp_path):
   model_fn, input_fns = classifier
   result = _classifier_runner(model_fn(), str(tmp_path)).evaluate(input_fns["eval"])
@@ -136,7 +129,6 @@ def test_classifier_evaluation_equals_the_original(classifier, tmp_path):
 
 
 @pytest.mark.slow
-@needs_classifier_model_fn
 def test_classifier_predictions_equal_the_original(classifier, tmp_path):
   model_fn, input_fns = classifier
   probabilities = _probabilities(

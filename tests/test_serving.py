@@ -11,6 +11,7 @@ from absl import flags
 from absl.testing import flagsaver
 import numpy as np
 import pytest
+import runner
 import script_io
 import serving
 import support
@@ -278,9 +279,7 @@ def test_squad_saved_model_logits_equal_estimator_predict(squad_runs, run_squad,
       bert_config=bert_config, init_checkpoint=os.path.join(SQUAD_DIR, "finetuned-v1.1.ckpt"),
       learning_rate=5e-5, num_train_steps=None, num_warmup_steps=None, use_tpu=False,
       use_one_hot_embeddings=False)
-  estimator = tf.estimator.tpu.TPUEstimator(
-      use_tpu=False, model_fn=model_fn, predict_batch_size=8,
-      config=tf.estimator.tpu.RunConfig(model_dir=str(tmp_path)))
+  estimator = runner.Runner(model_fn, str(tmp_path), predict_batch_size=8)
   results = list(estimator.predict(run_squad.input_fn_builder(
       input_file=eval_file, seq_length=96, is_training=False, drop_remainder=False)))
 
