@@ -43,22 +43,22 @@ class DistributedEstimator(object):
   def model_dir(self):
     return self.estimator.model_dir
 
-  def train(self, input_fn, max_steps=None):
+  def train(self, input_fn, max_steps=None, hooks=None):
     """Trains until the global step (which counts updates) reaches max_steps.
 
     `Estimator.train` refuses a multi-worker strategy; there `train_and_evaluate` trains this
     worker in step with the others of the TF_CONFIG cluster and returns when all reach
     max_steps. Its EvalSpec is never used: the cluster has no "evaluator" task. Only the chief
-    writes checkpoints.
+    writes checkpoints. `hooks` are session run hooks, as `Estimator.train` takes them.
     """
     input_fn = _batched_input_fn(input_fn, self._train_batch_size)
     if self.config.train_distribute.extended.experimental_between_graph:
       tf.estimator.train_and_evaluate(
           self.estimator,
-          tf.estimator.TrainSpec(input_fn=input_fn, max_steps=max_steps),
+          tf.estimator.TrainSpec(input_fn=input_fn, max_steps=max_steps, hooks=hooks),
           tf.estimator.EvalSpec(input_fn=input_fn))
     else:
-      self.estimator.train(input_fn=input_fn, max_steps=max_steps)
+      self.estimator.train(input_fn=input_fn, max_steps=max_steps, hooks=hooks)
     return self
 
   def evaluate(self, input_fn, **kwargs):
