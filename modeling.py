@@ -179,7 +179,15 @@ class BertModel(object):
       ValueError: the config is invalid, an input has the wrong rank or shape, the sequence
         is longer than `config.max_position_embeddings`, or `compute_type` is not one of the
         three float types.
+      RuntimeError: called in eager mode, TensorFlow 2's default outside a graph.
     """
+    if tf.executing_eagerly():
+      # Eagerly, tf.get_variable makes variables no collection holds: tf.trainable_variables()
+      # would be empty, no checkpoint would initialise them, and the outputs would come from
+      # random weights without a word.
+      raise RuntimeError(
+          "BertModel builds a TF1-style graph: build it inside `with tf.Graph().as_default():` "
+          "(or an Estimator model_fn), or call tf.compat.v1.disable_eager_execution() first")
     config.validate()
     compute_type = _check_compute_type(compute_type)
     config = copy.deepcopy(config)
@@ -419,7 +427,8 @@ def get_assignment_map_from_checkpoint(tvars, init_checkpoint):
   Returns:
     (assignment_map, initialized_variable_names): an OrderedDict {checkpoint name: variable
     name} in checkpoint order for `tf.train.init_from_checkpoint`, and a dict whose keys are the
-    names of the variables found in the checkpoint, both as "name" and as "name:0".
+    names of the variables found in the checkpoint, both as "name" and as "name:0". When it maps
+    no variable (other names, or no variables at all) a warning says so.
   """
   variable_names = set()
   for var in tvars:
@@ -433,6 +442,11 @@ def get_assignment_map_from_checkpoint(tvars, init_checkpoint):
       assignment_map[name] = name
       initialized_variable_names[name] = 1
       initialized_variable_names[name + ":0"] = 1
+  if not assignment_map:
+    tf.logging.warning(
+        "None of the %d variables given is in the checkpoint %s, so none will be initialised "
+        "from it%s", len(variable_names), init_checkpoint,
+        "" if variable_names else " (tf.trainable_variables() is empty: was the model built?)")
   return (assignment_map, initialized_variable_names)
 
 
