@@ -20,7 +20,6 @@ from __future__ import print_function
 
 import collections
 import contextlib
-import os
 import random
 import struct
 
@@ -677,12 +676,12 @@ def _tokenizer_from_flags():
 
 
 def _output_files_from_flag():
+  """The files of --output_file, a comma-separated list, each checked to be writable."""
   output_files = FLAGS.output_file.split(",")
   for output_file in output_files:
-    directory = os.path.dirname(output_file)
-    if not output_file or (directory and not tf.io.gfile.isdir(directory)):
-      raise script_io.InputError("--output_file: cannot write %r: no such directory" %
-                                 output_file)
+    if not output_file:
+      raise script_io.InputError("--output_file=%s names an empty file name" % FLAGS.output_file)
+    script_io.check_output_file(output_file, "output_file")
   return output_files
 
 

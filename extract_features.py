@@ -381,14 +381,11 @@ def main(_):
   script_io.require_file(FLAGS.input_file, "input_file")
   tokenizer = script_io.load_tokenizer(FLAGS.vocab_file, FLAGS.do_lower_case,
                                        FLAGS.init_checkpoint)
-  estimator_setup.check_init_checkpoint(FLAGS.init_checkpoint)
-  if not FLAGS.output_file:
-    raise script_io.InputError("--output_file is required")
+  estimator_setup.check_vocab_fits_model(tokenizer.vocab, FLAGS.vocab_file, bert_config,
+                                         FLAGS.bert_config_file)
+  estimator_setup.check_init_checkpoint(FLAGS.init_checkpoint, bert_config)
+  script_io.check_output_file(FLAGS.output_file, "output_file")
 
-  if len(tokenizer.vocab) > bert_config.vocab_size:
-    raise script_io.InputError(
-        "--vocab_file %s has %d tokens but --bert_config_file has vocab_size=%d" %
-        (FLAGS.vocab_file, len(tokenizer.vocab), bert_config.vocab_size))
   examples = read_examples(FLAGS.input_file)
   features = convert_examples_to_features(
       examples=examples, seq_length=FLAGS.max_seq_length, tokenizer=tokenizer)

@@ -775,7 +775,7 @@ def _train(estimator, options, train_examples, label_list, tokenizer, num_train_
       train_file, FLAGS.max_seq_length, is_training=True, drop_remainder=True,
       is_regression=is_regression, trim_padding=options.trims_padding,
       batch_by_length=options.batch_by_length)
-  estimator.train(input_fn=train_input_fn, max_steps=num_train_steps)
+  estimator_setup.train(estimator, train_input_fn, num_train_steps)
 
 
 def _evaluate(estimator, options, eval_examples, label_list, tokenizer):
@@ -883,12 +883,20 @@ def main(_):
     serving.checkpoint_to_export(FLAGS.output_dir, FLAGS.init_checkpoint)
   tokenizer = script_io.load_tokenizer(FLAGS.vocab_file, FLAGS.do_lower_case,
                                        FLAGS.init_checkpoint)
-  estimator_setup.check_init_checkpoint(FLAGS.init_checkpoint)
   processor = _processor_for_task(FLAGS.task_name)
   bert_config = estimator_setup.load_bert_config(FLAGS.bert_config_file, FLAGS.max_seq_length)
+  estimator_setup.check_vocab_fits_model(tokenizer.vocab, FLAGS.vocab_file, bert_config,
+                                         FLAGS.bert_config_file)
+  estimator_setup.check_init_checkpoint(FLAGS.init_checkpoint, bert_config)
+  label_list = processor.get_labels()
+  num_labels = 1 if label_list is None else len(label_list)
+  script_io.check_output_dir(FLAGS.output_dir, "output_dir")
+  estimator_setup.check_output_dir_checkpoint(FLAGS.output_dir, bert_config, {
+      "output_weights": [num_labels, bert_config.hidden_size], "output_bias": [num_labels]})
+  if FLAGS.export_dir:
+    script_io.check_output_dir(FLAGS.export_dir, "export_dir")
 
   # All sets are read first, so a bad line in test.tsv stops the run before training does.
-  label_list = processor.get_labels()
   train_examples = processor.get_train_examples(FLAGS.data_dir) if FLAGS.do_train else None
   eval_examples = processor.get_dev_examples(FLAGS.data_dir) if FLAGS.do_eval else None
   predict_examples = processor.get_test_examples(FLAGS.data_dir) if FLAGS.do_predict else None
@@ -908,7 +916,7 @@ def main(_):
   is_regression = label_list is None
   model_fn = model_fn_builder(
       bert_config=bert_config,
-      num_labels=1 if is_regression else len(label_list),
+      num_labels=num_labels,
       init_checkpoint=FLAGS.init_checkpoint,
       learning_rate=FLAGS.learning_rate,
       num_train_steps=num_train_steps,

@@ -344,8 +344,10 @@ def input_fn_builder(input_files, max_seq_length, max_predictions_per_seq, is_tr
   return input_fn
 
 
-def check_input_files(input_files, max_seq_length, max_predictions_per_seq):
+def check_input_files(input_files, max_seq_length, max_predictions_per_seq, vocab_size=None):
   """Checks that every input file holds records with the lengths the flags give.
+
+  With `vocab_size` (the model's), the token ids of the first record must be below it.
 
   Raises:
     script_io.InputError: naming the file, and the feature and the flag that disagree; or an
@@ -356,7 +358,8 @@ def check_input_files(input_files, max_seq_length, max_predictions_per_seq):
       "masked_lm_positions": (max_predictions_per_seq, "max_predictions_per_seq"),
   }
   for input_file in input_files:
-    input_pipeline.check_record_lengths(input_file, expected_lengths)
+    input_pipeline.check_record_lengths(input_file, expected_lengths, vocab_size,
+                                        id_features=("input_ids", "masked_lm_ids"))
 
 
 def main(_):
@@ -372,12 +375,17 @@ def main(_):
                                       {"--do_eval": FLAGS.do_eval})
 
   bert_config = estimator_setup.load_bert_config(FLAGS.bert_config_file, FLAGS.max_seq_length)
-  estimator_setup.check_init_checkpoint(FLAGS.init_checkpoint)
+  estimator_setup.check_init_checkpoint(FLAGS.init_checkpoint, bert_config)
   input_files = script_io.input_files_from_globs(FLAGS.input_file, "input_file")
   tf.logging.info("*** Input Files ***")
   for input_file in input_files:
     tf.logging.info("  %s", input_file)
-  check_input_files(input_files, FLAGS.max_seq_length, FLAGS.max_predictions_per_seq)
+  check_input_files(input_files, FLAGS.max_seq_length, FLAGS.max_predictions_per_seq,
+                    bert_config.vocab_size)
+  script_io.check_output_dir(FLAGS.output_dir, "output_dir")
+  estimator_setup.check_output_dir_checkpoint(FLAGS.output_dir, bert_config, {
+      "cls/predictions/output_bias": [bert_config.vocab_size],
+      "cls/seq_relationship/output_weights": [2, bert_config.hidden_size]})
 
   tf.gfile.MakeDirs(FLAGS.output_dir)
 
@@ -403,7 +411,8 @@ def main(_):
     train_input_fn = input_fn_builder(
         input_files, FLAGS.max_seq_length, FLAGS.max_predictions_per_seq, is_training=True,
         trim_padding=options.trims_padding, batch_by_length=options.batch_by_length)
-    estimator.train(input_fn=train_input_fn, max_steps=FLAGS.num_train_steps)
+    with input_pipeline.naming_corrupt_files(input_files):
+      estimator_setup.train(estimator, train_input_fn, FLAGS.num_train_steps)
 
   if FLAGS.do_eval:
     tf.logging.info("***** Running evaluation *****")
@@ -411,7 +420,8 @@ def main(_):
     eval_input_fn = input_fn_builder(
         input_files, FLAGS.max_seq_length, FLAGS.max_predictions_per_seq, is_training=False,
         trim_padding=options.trims_padding, batch_by_length=options.batch_by_length)
-    result = estimator.evaluate(input_fn=eval_input_fn, steps=FLAGS.max_eval_steps)
+    with input_pipeline.naming_corrupt_files(input_files):
+      result = estimator.evaluate(input_fn=eval_input_fn, steps=FLAGS.max_eval_steps)
     script_io.write_eval_results(os.path.join(FLAGS.output_dir, "eval_results.txt"), result)
 
 

@@ -451,7 +451,9 @@ def test_bad_input_is_one_error_line(command_line_errors, name):
 
 @pytest.mark.parametrize("args, fragments", [
     (["--output_file={tmp}/no/such/dir/examples.tfrecord"],
-     ["--output_file", "no/such/dir/examples.tfrecord", "no such directory"]),
+     ["--output_file", "no/such/dir/examples.tfrecord", "cannot be written: no folder"]),
+    (["--output_file=/proc/examples.tfrecord"],
+     ["--output_file=/proc/examples.tfrecord cannot be written: cannot write a file in /proc"]),
     (["--input_file={tmp}/latin1.txt"], ["latin1.txt, line 2, is not UTF-8 text"]),
     (["--vocab_file={tmp}/no_vocab.txt"], ["--vocab_file", "no_vocab.txt"]),
     (["--vocab_file={tmp}/no_unk.txt"], ["--vocab_file", "no_unk.txt", "[UNK]"]),
