@@ -375,8 +375,7 @@ def main(_):
   if FLAGS.max_seq_length < 3:
     raise script_io.InputError(
         "--max_seq_length=%d leaves no room for [CLS] A [SEP] B [SEP]" % FLAGS.max_seq_length)
-  if FLAGS.batch_size < 1:
-    raise script_io.InputError("--batch_size must be positive, got %d" % FLAGS.batch_size)
+  script_io.check_positive({"batch_size": FLAGS.batch_size})
   layer_indexes = parse_layer_indexes(FLAGS.layers, bert_config.num_hidden_layers)
   script_io.require_file(FLAGS.input_file, "input_file")
   tokenizer = script_io.load_tokenizer(FLAGS.vocab_file, FLAGS.do_lower_case,

@@ -875,6 +875,15 @@ def main(_):
         "given")
   if (FLAGS.do_train or FLAGS.do_eval or FLAGS.do_predict) and not FLAGS.data_dir:
     raise script_io.InputError("--data_dir is required by --do_train, --do_eval and --do_predict")
+  if FLAGS.max_seq_length < 3:
+    raise script_io.InputError(
+        "--max_seq_length=%d leaves no room for the text: [CLS] A [SEP] B [SEP] needs at "
+        "least 3" % FLAGS.max_seq_length)
+  script_io.check_positive({
+      "train_batch_size": FLAGS.train_batch_size if FLAGS.do_train else None,
+      "eval_batch_size": FLAGS.eval_batch_size if FLAGS.do_eval else None,
+      "predict_batch_size": FLAGS.predict_batch_size if FLAGS.do_predict else None,
+      "iterations_per_loop": FLAGS.iterations_per_loop})
   options = estimator_setup.RunOptions.from_flag_values(FLAGS.flag_values_dict())
   estimator_setup.check_scale_options(options, FLAGS.train_batch_size, {
       "--do_eval": FLAGS.do_eval, "--do_predict": FLAGS.do_predict,

@@ -370,6 +370,11 @@ def main(_):
   if FLAGS.do_train and FLAGS.num_train_steps <= 0:
     raise script_io.InputError(
         "--num_train_steps=%d: training needs a positive number of steps" % FLAGS.num_train_steps)
+  script_io.check_positive({
+      "train_batch_size": FLAGS.train_batch_size if FLAGS.do_train else None,
+      "eval_batch_size": FLAGS.eval_batch_size if FLAGS.do_eval else None,
+      "max_eval_steps": FLAGS.max_eval_steps if FLAGS.do_eval else None,
+      "iterations_per_loop": FLAGS.iterations_per_loop})
   options = estimator_setup.RunOptions.from_flag_values(FLAGS.flag_values_dict())
   estimator_setup.check_scale_options(options, FLAGS.train_batch_size,
                                       {"--do_eval": FLAGS.do_eval})

@@ -970,6 +970,10 @@ def validate_flags_or_throw(options):
     raise script_io.InputError("--do_train needs --train_file.")
   if FLAGS.do_predict and not FLAGS.predict_file:
     raise script_io.InputError("--do_predict needs --predict_file.")
+  script_io.check_positive({
+      "train_batch_size": FLAGS.train_batch_size if FLAGS.do_train else None,
+      "predict_batch_size": FLAGS.predict_batch_size if FLAGS.do_predict else None,
+      "iterations_per_loop": FLAGS.iterations_per_loop})
   if FLAGS.max_seq_length <= FLAGS.max_query_length + 3:
     raise script_io.InputError(
         "--max_query_length=%d leaves no room for the context: --max_seq_length=%d must be "

@@ -204,6 +204,17 @@ def require_file(path, flag_name):
     raise InputError("--%s: no such file: %s" % (flag_name, path))
 
 
+def check_positive(flag_values):
+  """Raises InputError for the first flag of a dict of flag name -> value that is not above 0.
+
+  For batch sizes and step counts, where 0 or less ends the original in a traceback (a
+  division by zero, an Estimator or TPUConfig ValueError) or a run that never ends.
+  """
+  for flag_name, value in flag_values.items():
+    if value is not None and value <= 0:
+      raise InputError("--%s=%s must be positive" % (flag_name, value))
+
+
 def check_output_dir(path, flag_name):
   """Checks, before any work, that the folder `path` (flag --flag_name) can be made and written.
 
