@@ -610,7 +610,7 @@ def discarding_checkpoints_without_progress(model_dir):
   old_state = _read_bytes(state_file)
   old_prefixes = _checkpoint_prefixes(model_dir)
   latest = tf.train.latest_checkpoint(model_dir)
-  start_step = _checkpoint_step(latest) if latest else 0
+  start_step = (_checkpoint_step(latest) if latest else None) or 0
   try:
     yield
   except BaseException:
@@ -638,9 +638,14 @@ def _checkpoint_prefixes(model_dir):
 
 
 def _checkpoint_step(prefix):
-  """The global step in a checkpoint's name, or None if it has none."""
+  """The global step of a checkpoint: in its name, else its global_step variable, else None."""
   match = _CHECKPOINT_STEP.search(prefix)
-  return int(match.group(1)) if match else None
+  if match:
+    return int(match.group(1))
+  try:
+    return int(tf.train.load_variable(prefix, tf.GraphKeys.GLOBAL_STEP))
+  except (tf.errors.OpError, ValueError):
+    return None
 
 
 def _read_bytes(path):

@@ -14,6 +14,7 @@ from __future__ import division
 from __future__ import print_function
 
 import contextlib
+import re
 
 from google.protobuf import message
 import script_io
@@ -304,7 +305,9 @@ def naming_corrupt_files(input_files):
         for _ in tf.io.tf_record_iterator(input_file):
           pass
       except tf.errors.DataLossError as file_error:
+        # "truncated record at 299624' failed with Read less bytes than requested"
+        reason = re.sub(r"'? failed with ", ": ", file_error.message.strip().splitlines()[0])
         raise script_io.InputError(
-            "%s is corrupt or truncated: %s; write it again, or leave it out of the input" %
-            (input_file, file_error.message.strip().splitlines()[0])) from error
+            "%s is corrupt or truncated (%s): write it again, or leave it out of the input" %
+            (input_file, reason)) from error
     raise
