@@ -1,7 +1,8 @@
-"""Helpers shared by the tests: fixture paths, script runs and script imports."""
+"""Helpers shared by the tests: fixture paths, script runs and their one-line errors, imports."""
 
 import importlib
 import importlib.util
+import json
 import os
 import subprocess
 import sys
@@ -67,3 +68,33 @@ def load_script(name):
         delattr(flags.FLAGS, flag.name)
       del sys.modules[other]
   return importlib.import_module(name)
+
+
+def assert_one_line_error(result, expected, returncode=1):
+  """Asserts that a script run failed as a user should see it: one line, no traceback.
+
+  Args:
+    result: the CompletedProcess of `run_script`.
+    expected: the message of the last line of stderr, without its "ERROR: " prefix; or a
+      compiled regular expression that the whole message must match.
+    returncode: the exit status expected.
+  """
+  assert result.returncode == returncode, result.stderr[-3000:]
+  assert "Traceback" not in result.stderr, result.stderr[-3000:]
+  last_line = result.stderr.strip().splitlines()[-1]
+  assert last_line.startswith("ERROR: "), last_line
+  message = last_line[len("ERROR: "):]
+  if isinstance(expected, str):
+    assert message == expected, message
+  else:
+    assert expected.fullmatch(message), message
+
+
+def write_config(path, **overrides):
+  """Writes the fixture model's bert_config.json with `overrides` to `path`; returns the path."""
+  with open(fixture_path("modeling", "bert_config.json")) as reader:
+    config = json.load(reader)
+  config.update(overrides)
+  with open(str(path), "w") as writer:
+    json.dump(config, writer)
+  return str(path)

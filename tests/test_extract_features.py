@@ -281,7 +281,7 @@ def main_flags(tmp_path, **overrides):
      "--max_seq_length=513 is longer than the model allows: %s has max_position_embeddings=512"
      % MODEL_CONFIG),
     ({"max_seq_length": 2}, "--max_seq_length=2 leaves no room for [CLS] A [SEP] B [SEP]"),
-    ({"batch_size": 0}, "--batch_size must be positive, got 0"),
+    ({"batch_size": 0}, "--batch_size=0 must be positive"),
     ({"init_checkpoint": "/no/such/bert_model.ckpt"},
      "--init_checkpoint: no checkpoint at /no/such/bert_model.ckpt"),
     ({"init_checkpoint": MODEL_CHECKPOINT + ".index"},

@@ -407,6 +407,13 @@ def test_doc_spans_overlap_by_the_stride(run_squad):
   assert run_squad._doc_spans(0, 4, 2) == []
 
 
+def test_doc_spans_with_a_stride_beyond_the_window_follow_each_other(run_squad):
+  # As the original's: each window starts min(length, doc_stride) after the previous one, so no
+  # token is skipped (--max_seq_length=128 --doc_stride=64 with a 61-token window).
+  assert [tuple(span) for span in run_squad._doc_spans(150, 61, 64)] == [
+      (0, 61), (61, 61), (122, 28)]
+
+
 def test_a_token_counts_in_the_window_where_it_has_most_context(run_squad):
   # "the man went to the store and bought a gallon of milk": windows A [0, 4], B [3, 7],
   # C [6, 10]. "bought" (7) has 4 left / 0 right in B, 1 / 3 in C: C wins.
@@ -507,6 +514,8 @@ def expect_main_error(run_squad, tmp_path, fragments, **overrides):
     ({"predict_file": None}, ["--do_predict needs --predict_file"]),
     ({"predict_file": "/no/such/dev.json"}, ["--predict_file", "/no/such/dev.json"]),
     ({"doc_stride": 0}, ["--doc_stride=0 must be positive"]),
+    ({"predict_batch_size": 0}, ["--predict_batch_size=0 must be positive"]),
+    ({"iterations_per_loop": -1}, ["--iterations_per_loop=-1 must be positive"]),
     ({"max_query_length": 93}, ["--max_query_length=93", "no room for the context"]),
     ({"max_seq_length": 600}, ["--max_seq_length=600", "max_position_embeddings=512"]),
     ({"init_checkpoint": "/models/cased_L-12_H-768_A-12/bert_model.ckpt"},
