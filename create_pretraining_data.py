@@ -735,7 +735,8 @@ def main(_):
   all_documents = _read_documents(
       input_files, lambda line: [encoded_vocab[token] for token in tokenizer.tokenize(line)])
   if not all_documents:
-    raise script_io.InputError("--input_file: no text in %s" % ", ".join(input_files))
+    tf.logging.warning("--input_file: no text in %s; the output files will hold no examples",
+                       ", ".join(input_files))
   records = _serialized_examples(all_documents, encoder, random.Random(FLAGS.random_seed))
 
   tf.logging.info("*** Writing to output files ***")

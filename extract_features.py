@@ -235,8 +235,7 @@ def _truncate_seq_pair(tokens_a, tokens_b, max_length):
 def read_examples(input_file):
   """Reads `InputExample`s from a text file, one per line; unique_id is the line number.
 
-  Raises:
-    script_io.InputError: the file holds no line.
+  An empty file gives none (and an empty output file, as in the original), with a warning.
   """
   examples = []
   with tf.io.gfile.GFile(input_file, "r") as reader:
@@ -248,7 +247,7 @@ def read_examples(input_file):
       else:
         examples.append(InputExample(unique_id, match.group(1), match.group(2)))
   if not examples:
-    raise script_io.InputError("--input_file: %s is empty" % input_file)
+    tf.logging.warning("--input_file: %s is empty; the output file will be too", input_file)
   return examples
 
 

@@ -239,10 +239,11 @@ def batch_sorted_by_length(dataset, batch_size, window_batches, length_multiple,
 def check_record_lengths(input_file, expected_lengths, vocab_size=None, id_features=()):
   """Checks the first record of a TFRecord file against the lengths the flags promise.
 
-  An empty file is refused too: it has nothing to train or evaluate on, and a training input of
-  empty files only would make the repeating input pipeline wait forever. With `vocab_size`, the
-  token ids of the record must be below it: records made with a larger vocabulary than the
-  model's fail in the first step on CPU, and read zeros silently on GPU and TPU.
+  An empty file passes: the caller decides (a training input of empty files only would make
+  the repeating input pipeline wait forever, one empty shard among others is harmless). With
+  `vocab_size`, the token ids of the record must be below it: records made with a larger
+  vocabulary than the model's fail in the first step on CPU, and read zeros silently on GPU
+  and TPU.
 
   Args:
     input_file: path of a TFRecord file of tf.train.Example.
@@ -251,9 +252,12 @@ def check_record_lengths(input_file, expected_lengths, vocab_size=None, id_featu
     vocab_size: optional, the model's vocab_size (from --bert_config_file).
     id_features: the names of the features that hold token ids, e.g. ("input_ids",).
 
+  Returns:
+    Whether the file holds a record.
+
   Raises:
-    script_io.InputError: the file is not a TFRecord file of tf.train.Example, holds no record,
-      or a feature is missing or has another length, or a token id is vocab_size or more.
+    script_io.InputError: the file is not a TFRecord file of tf.train.Example, or a feature is
+      missing or has another length, or a token id is vocab_size or more.
   """
   try:
     serialized = next(iter(tf.io.tf_record_iterator(input_file)), None)
@@ -264,7 +268,7 @@ def check_record_lengths(input_file, expected_lengths, vocab_size=None, id_featu
   except tf.errors.OpError as error:
     raise script_io.InputError("cannot read %s: %s" % (input_file, error.message)) from None
   if example is None:
-    raise script_io.InputError("%s holds no records" % input_file)
+    return False
   for name, (length, flag_name) in sorted(expected_lengths.items()):
     feature = example.features.feature.get(name)
     if feature is None:
@@ -282,6 +286,7 @@ def check_record_lengths(input_file, expected_lengths, vocab_size=None, id_featu
           "%s: records hold %s up to %d but --bert_config_file has vocab_size=%d: make the "
           "records with the vocab.txt of the model, or pass the bert_config.json of their "
           "vocabulary" % (input_file, name, max(ids), vocab_size))
+  return True
 
 
 @contextlib.contextmanager

@@ -347,19 +347,26 @@ def input_fn_builder(input_files, max_seq_length, max_predictions_per_seq, is_tr
 def check_input_files(input_files, max_seq_length, max_predictions_per_seq, vocab_size=None):
   """Checks that every input file holds records with the lengths the flags give.
 
-  With `vocab_size` (the model's), the token ids of the first record must be below it.
+  With `vocab_size` (the model's), the token ids of the first record must be below it. Empty
+  files are passed over with a warning, as the original reads them, unless all are empty.
 
   Raises:
-    script_io.InputError: naming the file, and the feature and the flag that disagree; or an
-      empty file, or one that is not a TFRecord file of tf.train.Example records.
+    script_io.InputError: naming the file, and the feature and the flag that disagree; or one
+      that is not a TFRecord file of tf.train.Example records; or no file holds a record.
   """
   expected_lengths = {
       "input_ids": (max_seq_length, "max_seq_length"),
       "masked_lm_positions": (max_predictions_per_seq, "max_predictions_per_seq"),
   }
-  for input_file in input_files:
-    input_pipeline.check_record_lengths(input_file, expected_lengths, vocab_size,
-                                        id_features=("input_ids", "masked_lm_ids"))
+  empty_files = [
+      input_file for input_file in input_files
+      if not input_pipeline.check_record_lengths(input_file, expected_lengths, vocab_size,
+                                                 id_features=("input_ids", "masked_lm_ids"))]
+  if len(empty_files) == len(input_files):
+    raise script_io.InputError("--input_file: %s hold%s no records" % (
+        ", ".join(empty_files), "s" if len(empty_files) == 1 else ""))
+  for input_file in empty_files:
+    tf.logging.warning("--input_file: %s holds no records", input_file)
 
 
 def main(_):

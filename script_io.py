@@ -352,8 +352,9 @@ def atomic_output(path):
   """Yields a temporary name that is renamed to `path` when the block completes.
 
   Write a file (`tf.io.TFRecordWriter(temporary)`, `tf.io.gfile.GFile(temporary, "w")`) or
-  make a folder under that name. If the block raises, whatever it made there is removed and
-  `path` is left as it was. A folder replaces only an absent or empty folder at `path`.
+  make a folder under that name; a block that makes nothing leaves an empty file. If the block
+  raises, whatever it made there is removed and `path` is left as it was. A folder replaces
+  only an absent or empty folder at `path`.
 
   The name is unique to the process (`path.incomplete-PID-RANDOM`): the workers of a
   multi-worker run share --output_dir and write the same files with the same bytes; with one
@@ -364,6 +365,10 @@ def atomic_output(path):
   temporary = "%s.incomplete-%d-%s" % (path, os.getpid(), uuid.uuid4().hex[:8])
   try:
     yield temporary
+    if not tf.io.gfile.exists(temporary):
+      # tf.io.gfile.GFile makes its file on the first write: a file of no lines has none yet.
+      with tf.io.gfile.GFile(temporary, "w") as writer:
+        writer.write("")
     tf.io.gfile.rename(temporary, path, overwrite=True)
   except BaseException:
     if tf.io.gfile.isdir(temporary):

@@ -163,8 +163,10 @@ def test_record_ids_are_checked_against_the_vocab_size(tmp_path):
   path = write_example_records(tmp_path / "a.tfrecord", [
       {"input_ids": [101, 7, 102, 0], "masked_lm_ids": [99, 0]}])
   lengths = {"input_ids": (4, "max_seq_length")}
-  input_pipeline.check_record_lengths(path, lengths, 103, id_features=("input_ids",))
-  input_pipeline.check_record_lengths(path, lengths)
+  assert input_pipeline.check_record_lengths(path, lengths, 103, id_features=("input_ids",))
+  assert input_pipeline.check_record_lengths(path, lengths)
+  assert not input_pipeline.check_record_lengths(
+      write_example_records(tmp_path / "empty.tfrecord", []), lengths)
   with pytest.raises(script_io.InputError, match=(
       r"^\S+a.tfrecord: records hold input_ids up to 102 but --bert_config_file has "
       r"vocab_size=100: make the records with the vocab.txt of the model")):

@@ -340,3 +340,16 @@ def test_doc_stride_as_large_as_the_context_window_predicts(tmp_path):
     predictions = json.load(reader)
   assert list(predictions) == question_ids
   assert all(isinstance(text, str) for text in predictions.values())
+
+
+@pytest.mark.slow
+def test_an_empty_shard_among_others_is_passed_over(tmp_path):
+  empty = tmp_path / "empty.tfrecord"
+  empty.write_bytes(b"")
+  result = support.run_script("run_pretraining", PRETRAINING_FLAGS + [
+      "--bert_config_file=" + MODEL_CONFIG, "--init_checkpoint=" + MODEL_CHECKPOINT,
+      "--input_file=%s,%s" % (empty, PRETRAINING_RECORDS), "--do_eval=true",
+      "--max_eval_steps=1", "--output_dir=" + str(tmp_path / "out")])
+  assert result.returncode == 0, result.stderr[-3000:]
+  assert "--input_file: %s holds no records" % empty in result.stderr
+  assert os.path.exists(str(tmp_path / "out" / "eval_results.txt"))
