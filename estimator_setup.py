@@ -132,23 +132,26 @@ def built_for(model_fn, options):
   return model_fn
 
 
-def load_bert_config(bert_config_file, max_seq_length):
-  """Reads a BERT config file and checks that `max_seq_length` fits the model.
+def load_bert_config(bert_config_file, max_seq_length, is_training=True):
+  """Reads a BERT config file and checks it, and that `max_seq_length` fits the model.
 
   Args:
     bert_config_file: path of a bert_config.json (flag --bert_config_file).
     max_seq_length: the sequence length the script will feed (flag --max_seq_length).
+    is_training: whether the run trains, and so needs valid dropout probabilities.
 
   Returns:
     A `modeling.BertConfig`.
 
   Raises:
-    script_io.InputError: missing or malformed file, or a sequence longer than the model's
-      position embeddings.
+    script_io.InputError: missing or malformed file, a hyper-parameter no `BertModel` can be
+      built with (`BertConfig.validate`), or a sequence longer than the model's position
+      embeddings.
   """
   script_io.require_file(bert_config_file, "bert_config_file")
   try:
     bert_config = modeling.BertConfig.from_json_file(bert_config_file)
+    bert_config.validate(is_training)
   except (ValueError, TypeError) as error:
     raise script_io.InputError(
         "--bert_config_file: %s is not a BERT config: %s" % (bert_config_file, error))

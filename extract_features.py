@@ -370,7 +370,8 @@ def main(_):
   tf.logging.set_verbosity(tf.logging.INFO)
 
   options = estimator_setup.RunOptions.from_flag_values(FLAGS.flag_values_dict())
-  bert_config = estimator_setup.load_bert_config(FLAGS.bert_config_file, FLAGS.max_seq_length)
+  bert_config = estimator_setup.load_bert_config(FLAGS.bert_config_file, FLAGS.max_seq_length,
+                                                 is_training=False)
   if FLAGS.max_seq_length < 3:
     raise script_io.InputError(
         "--max_seq_length=%d leaves no room for [CLS] A [SEP] B [SEP]" % FLAGS.max_seq_length)

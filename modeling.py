@@ -110,13 +110,17 @@ class BertConfig(object):
     """Returns the config as the original writes it: indented by 2, keys sorted, final newline."""
     return json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n"
 
-  def validate(self):
-    """Raises ValueError naming the first hyper-parameter a `BertModel` cannot be built with."""
+  def validate(self, is_training=True):
+    """Raises ValueError naming the first hyper-parameter a `BertModel` cannot be built with.
+
+    The dropout probabilities are checked for training only: otherwise the model leaves dropout
+    out, as the original does, whatever they are.
+    """
     for field in _INTEGER_FIELDS:
       value = getattr(self, field)
       if (isinstance(value, bool) or not isinstance(value, numbers.Integral) or value <= 0):
         raise ValueError("BertConfig.%s must be a positive integer, got %r" % (field, value))
-    for field in _PROBABILITY_FIELDS:
+    for field in _PROBABILITY_FIELDS if is_training else ():
       value = getattr(self, field)
       if not isinstance(value, numbers.Real) or not 0.0 <= value < 1.0:
         raise ValueError("BertConfig.%s must be a probability in [0, 1), got %r" % (field, value))
@@ -188,7 +192,7 @@ class BertModel(object):
       raise RuntimeError(
           "BertModel builds a TF1-style graph: build it inside `with tf.Graph().as_default():` "
           "(or an Estimator model_fn), or call tf.compat.v1.disable_eager_execution() first")
-    config.validate()
+    config.validate(is_training)
     compute_type = _check_compute_type(compute_type)
     config = copy.deepcopy(config)
     if not is_training:

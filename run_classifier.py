@@ -893,7 +893,8 @@ def main(_):
   tokenizer = script_io.load_tokenizer(FLAGS.vocab_file, FLAGS.do_lower_case,
                                        FLAGS.init_checkpoint)
   processor = _processor_for_task(FLAGS.task_name)
-  bert_config = estimator_setup.load_bert_config(FLAGS.bert_config_file, FLAGS.max_seq_length)
+  bert_config = estimator_setup.load_bert_config(FLAGS.bert_config_file, FLAGS.max_seq_length,
+                                                 FLAGS.do_train)
   estimator_setup.check_vocab_fits_model(tokenizer.vocab, FLAGS.vocab_file, bert_config,
                                          FLAGS.bert_config_file)
   estimator_setup.check_init_checkpoint(FLAGS.init_checkpoint, bert_config)

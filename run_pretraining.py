@@ -386,7 +386,8 @@ def main(_):
   estimator_setup.check_scale_options(options, FLAGS.train_batch_size,
                                       {"--do_eval": FLAGS.do_eval})
 
-  bert_config = estimator_setup.load_bert_config(FLAGS.bert_config_file, FLAGS.max_seq_length)
+  bert_config = estimator_setup.load_bert_config(FLAGS.bert_config_file, FLAGS.max_seq_length,
+                                                 FLAGS.do_train)
   estimator_setup.check_init_checkpoint(FLAGS.init_checkpoint, bert_config)
   input_files = script_io.input_files_from_globs(FLAGS.input_file, "input_file")
   tf.logging.info("*** Input Files ***")

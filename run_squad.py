@@ -1139,7 +1139,8 @@ def main(_):
   tf.logging.set_verbosity(tf.logging.INFO)
 
   options = estimator_setup.RunOptions.from_flag_values(FLAGS.flag_values_dict())
-  bert_config = estimator_setup.load_bert_config(FLAGS.bert_config_file, FLAGS.max_seq_length)
+  bert_config = estimator_setup.load_bert_config(FLAGS.bert_config_file, FLAGS.max_seq_length,
+                                                 FLAGS.do_train)
   tokenizer = script_io.load_tokenizer(FLAGS.vocab_file, FLAGS.do_lower_case,
                                        FLAGS.init_checkpoint)
   validate_flags_or_throw(options)

@@ -33,6 +33,19 @@ def test_vocabulary_smaller_than_the_model_is_fine_and_larger_is_refused():
     estimator_setup.check_vocab_fits_model(vocab, "vocab.txt", fixture_config(vocab_size=2), "c")
 
 
+def test_config_no_model_can_be_built_with_is_one_line(tmp_path):
+  config_file = support.write_config(tmp_path / "bert_config.json", num_attention_heads=5)
+  with pytest.raises(script_io.InputError, match=(
+      r"^--bert_config_file: \S+bert_config.json is not a BERT config: BertConfig.hidden_size "
+      r"\(64\) is not a multiple of num_attention_heads \(5\)$")):
+    estimator_setup.load_bert_config(config_file, 128)
+  # Dropout is left out without training, as in the original.
+  config_file = support.write_config(tmp_path / "bert_config.json", hidden_dropout_prob=1.0)
+  estimator_setup.load_bert_config(config_file, 128, is_training=False)
+  with pytest.raises(script_io.InputError, match=r"hidden_dropout_prob must be a probability"):
+    estimator_setup.load_bert_config(config_file, 128, is_training=True)
+
+
 def copy_checkpoint(checkpoint, output_dir):
   """Copies a checkpoint's files into output_dir and makes it the folder's latest one."""
   os.makedirs(output_dir, exist_ok=True)

@@ -130,6 +130,16 @@ def test_config_validate_names_the_bad_field(overrides, message):
   tiny_config().validate()
 
 
+def test_dropout_probabilities_matter_for_training_only():
+  # As in the original, whose model without training sets them to 0.0 before using them.
+  config = tiny_config(hidden_dropout_prob=1.0, attention_probs_dropout_prob=-0.5)
+  config.validate(is_training=False)
+  with tf.Graph().as_default():
+    modeling.BertModel(config, False, tf.zeros([1, 4], tf.int32))
+    with pytest.raises(ValueError, match=r"hidden_dropout_prob must be a probability"):
+      modeling.BertModel(config, True, tf.zeros([1, 4], tf.int32))
+
+
 # ---------------------------------------------------------------- parity
 
 
