@@ -398,7 +398,7 @@ def _check_init_checkpoint_fits(init_checkpoint, bert_config):
   """Checks the variables of an existing --init_checkpoint against the config; see above."""
   if bert_config is None:
     return
-  shapes = _checkpoint_shapes(init_checkpoint)
+  shapes = _checkpoint_shapes(init_checkpoint, "init_checkpoint")
   expected = _bert_shapes(bert_config)
   if not any(name in shapes for name in expected):
     raise script_io.InputError(
@@ -434,8 +434,9 @@ def check_output_dir_checkpoint(output_dir, bert_config, head_shapes=None):
   latest = tf.train.latest_checkpoint(output_dir) if tf.io.gfile.isdir(output_dir) else None
   if not latest:
     return
-  shapes = _checkpoint_shapes(latest)
-  expected = dict(_bert_shapes(bert_config), **(head_shapes or {}))
+  shapes = _checkpoint_shapes(latest, "output_dir")
+  # A run restores every variable of its graph, the global step too.
+  expected = dict(_bert_shapes(bert_config), global_step=[], **(head_shapes or {}))
   difference = _shape_difference(shapes, expected, missing_ok=False)
   num_layers = _num_encoder_layers(shapes)
   if not difference and num_layers != bert_config.num_hidden_layers:
@@ -444,7 +445,8 @@ def check_output_dir_checkpoint(output_dir, bert_config, head_shapes=None):
   if difference:
     raise script_io.InputError(
         "--output_dir=%s holds a checkpoint of another model (%s: %s), which this run would "
-        "load: choose another --output_dir, or delete the checkpoints in it" %
+        "load: choose another --output_dir, or delete the checkpoints in it (a model to start "
+        "from is passed as --init_checkpoint)" %
         (output_dir, os.path.basename(latest), difference))
 
 
@@ -460,13 +462,13 @@ def _bert_shapes(bert_config):
   }
 
 
-def _checkpoint_shapes(checkpoint):
-  """Returns the checkpoint's variables as a dict of name -> shape (a list)."""
+def _checkpoint_shapes(checkpoint, flag_name):
+  """Returns the checkpoint's variables (of the flag --flag_name) as a dict of name -> shape."""
   try:
     return {name: list(shape) for name, shape in tf.train.list_variables(checkpoint)}
   except (tf.errors.OpError, ValueError) as error:
-    raise script_io.InputError("cannot read the checkpoint %s: %s" % (
-        checkpoint, str(error).strip().splitlines()[0])) from None
+    raise script_io.InputError("--%s: cannot read the checkpoint %s: %s" % (
+        flag_name, checkpoint, str(error).strip().splitlines()[0])) from None
 
 
 def _shape_difference(shapes, expected, missing_ok):

@@ -282,8 +282,11 @@ def _training_answer(input_file, qa):
   """The single annotated answer of a training question, checked: {"text", "answer_start"}."""
   answers = qa.get("answers")
   if not isinstance(answers, list) or len(answers) != 1:
+    hint = ""
+    if qa.get("is_impossible") is True:
+      hint = ': it is "is_impossible", a SQuAD 2.0 question: pass --version_2_with_negative'
     raise script_io.InputError(
-        "%s: training question %s needs exactly 1 answer" % (input_file, qa["id"]))
+        "%s: training question %s needs exactly 1 answer%s" % (input_file, qa["id"], hint))
   answer = answers[0]
   if (not isinstance(answer, dict) or not isinstance(answer.get("text"), str) or
       not isinstance(answer.get("answer_start"), int)):

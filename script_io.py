@@ -53,6 +53,12 @@ class Terminated(KeyboardInterrupt):
 # Set to 1 to see the traceback of an error that run_main shows as one line.
 TRACEBACK_VARIABLE = "BERT_TRACEBACK"
 
+# The lines of a TensorFlow error message that only say where it happened.
+_TENSORFLOW_CONTEXT = ("Graph execution error", "Detected at node", "Node:")
+
+# The nodes that read checkpoints: tf.train.init_from_checkpoint's, and a Saver's.
+_CHECKPOINT_READING_NODES = ("checkpoint_initializer", "RestoreV2")
+
 # What an embedding lookup (tf.gather) says of an id beyond its table.
 _ID_OUT_OF_RANGE = re.compile(r"indices\[[\d,]*\] = -?\d+ is not in \[0, (\d+)\)")
 
@@ -122,8 +128,13 @@ def error_line(error):
         "(--learning_rate, and --num_warmup_steps or --warmup_proportion), float16 without "
         "loss scaling, or bad data (ids or labels out of range)" %
         ("" if step is None else " at step %d" % step))
-  if isinstance(error, tf.errors.DataLossError):
-    return "a file is corrupt or truncated: %s" % _first_line(error.message)
+  reason = _tensorflow_reason(error.message) if isinstance(error, tf.errors.OpError) else ""
+  if (isinstance(error, tf.errors.DataLossError) or
+      isinstance(error, tf.errors.OutOfRangeError) and reason.startswith("Read less bytes")):
+    in_checkpoint = any(node in error.message for node in _CHECKPOINT_READING_NODES)
+    return "a file is corrupt or truncated%s: %s" % (
+        " (a checkpoint: --init_checkpoint, or the latest in --output_dir)" if in_checkpoint
+        else "", reason)
   if isinstance(error, tf.errors.InvalidArgumentError):
     match = _ID_OUT_OF_RANGE.search(error.message)
     if match:
@@ -135,9 +146,16 @@ def error_line(error):
   return None
 
 
-def _first_line(message):
-  """The first line of a TensorFlow error message, without the node names that follow."""
-  return message.strip().splitlines()[0].strip()
+def _tensorflow_reason(message):
+  """The line of a TensorFlow error message that says what went wrong.
+
+  A session's message is "Graph execution error:", "Detected at node ...", the stack of where
+  the node was made, "Node: ...", then the reason, then "[[the node]]" lines.
+  """
+  for line in message.strip().splitlines():
+    if line.strip() and not line[0].isspace() and not line.startswith(_TENSORFLOW_CONTEXT):
+      return line.strip()
+  return message.strip()
 
 
 def _print_error(line):

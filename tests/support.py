@@ -8,6 +8,8 @@ import subprocess
 import sys
 
 from absl import flags
+import numpy as np
+import tensorflow.compat.v1 as tf
 
 REPO_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FIXTURES_DIR = os.path.join(REPO_DIR, "tests", "fixtures")
@@ -98,3 +100,20 @@ def write_config(path, **overrides):
   with open(str(path), "w") as writer:
     json.dump(config, writer)
   return str(path)
+
+
+def copy_checkpoint(checkpoint, output_dir, global_step=7):
+  """Writes the variables of `checkpoint` and a global_step into output_dir, as training would.
+
+  The result is output_dir/model.ckpt-<global_step>, the folder's latest checkpoint: what a run
+  there resumes from.
+  """
+  with tf.Graph().as_default():
+    for name, _ in tf.train.list_variables(checkpoint):
+      tf.get_variable(name, initializer=tf.train.load_variable(checkpoint, name))
+    tf.get_variable(tf.GraphKeys.GLOBAL_STEP, initializer=np.int64(global_step))
+    with tf.Session() as session:
+      session.run(tf.global_variables_initializer())
+      tf.train.Saver().save(session, os.path.join(output_dir, "model.ckpt"),
+                            global_step=global_step, write_meta_graph=False)
+  return os.path.join(output_dir, "model.ckpt-%d" % global_step)

@@ -46,18 +46,10 @@ def test_config_no_model_can_be_built_with_is_one_line(tmp_path):
     estimator_setup.load_bert_config(config_file, 128, is_training=True)
 
 
-def copy_checkpoint(checkpoint, output_dir):
-  """Copies a checkpoint's files into output_dir and makes it the folder's latest one."""
-  os.makedirs(output_dir, exist_ok=True)
-  for suffix in (".index", ".data-00000-of-00001"):
-    shutil.copy(checkpoint + suffix, os.path.join(output_dir, "model.ckpt-7" + suffix))
-  tf.train.update_checkpoint_state(output_dir, os.path.join(output_dir, "model.ckpt-7"))
-
-
 def test_output_dir_checkpoint_of_the_same_model_or_none_is_fine(tmp_path):
   estimator_setup.check_output_dir_checkpoint(str(tmp_path / "absent"), fixture_config())
   estimator_setup.check_output_dir_checkpoint(str(tmp_path), fixture_config())
-  copy_checkpoint(MODEL_CHECKPOINT, str(tmp_path))
+  support.copy_checkpoint(MODEL_CHECKPOINT, str(tmp_path))
   estimator_setup.check_output_dir_checkpoint(str(tmp_path), fixture_config(), {
       "cls/predictions/output_bias": [30522]})
 
@@ -74,14 +66,25 @@ def test_output_dir_checkpoint_of_the_same_model_or_none_is_fine(tmp_path):
     ({}, {"output_weights": [2, 64]}, "it has no variable output_weights"),
 ])
 def test_output_dir_checkpoint_of_another_model(tmp_path, overrides, heads, difference):
-  copy_checkpoint(MODEL_CHECKPOINT, str(tmp_path))
+  support.copy_checkpoint(MODEL_CHECKPOINT, str(tmp_path))
   with pytest.raises(script_io.InputError) as error:
     estimator_setup.check_output_dir_checkpoint(str(tmp_path), fixture_config(**overrides),
                                                 heads)
   assert str(error.value) == (
       "--output_dir=%s holds a checkpoint of another model (model.ckpt-7: %s), which this run "
-      "would load: choose another --output_dir, or delete the checkpoints in it" %
-      (tmp_path, difference))
+      "would load: choose another --output_dir, or delete the checkpoints in it (a model to "
+      "start from is passed as --init_checkpoint)" % (tmp_path, difference))
+
+
+def test_output_dir_checkpoint_without_a_global_step(tmp_path):
+  # A released checkpoint copied there: a run restores a global step with the model.
+  shutil.copy(MODEL_CHECKPOINT + ".index", str(tmp_path / "bert_model.ckpt.index"))
+  shutil.copy(MODEL_CHECKPOINT + ".data-00000-of-00001",
+              str(tmp_path / "bert_model.ckpt.data-00000-of-00001"))
+  tf.train.update_checkpoint_state(str(tmp_path), str(tmp_path / "bert_model.ckpt"))
+  with pytest.raises(script_io.InputError, match=(
+      r"\(bert_model.ckpt: it has no variable global_step\), which this run would load")):
+    estimator_setup.check_output_dir_checkpoint(str(tmp_path), fixture_config())
 
 
 def write_checkpoint(prefix, variables):

@@ -23,13 +23,37 @@ def test_ids_beyond_the_vocabulary():
       "tokens")
 
 
-def test_corrupt_file_keeps_the_first_line_of_the_message():
-  error = tf.errors.DataLossError(
-      None, None, "Unable to open table file /m/model.ckpt-3.index: Data loss: not an sstable\n"
-      "\t [[{{node save/RestoreV2}}]]")
-  assert script_io.error_line(error) == (
-      "a file is corrupt or truncated: Unable to open table file /m/model.ckpt-3.index: Data "
-      "loss: not an sstable")
+# TensorFlow 2.15's message of an error in a session run.
+GRAPH_EXECUTION_ERROR = """Graph execution error:
+
+Detected at node '%s' defined at (most recent call last):
+    File "run_classifier.py", line 1080, in <module>
+Node: '%s'
+%s
+	 [[{{node %s}}]]"""
+
+
+@pytest.mark.parametrize("error_type, node, reason, line", [
+    (tf.errors.DataLossError, "IteratorGetNext",
+     "truncated record at 299624' failed with Read less bytes than requested",
+     "a file is corrupt or truncated: truncated record at 299624' failed with Read less bytes "
+     "than requested"),
+    (tf.errors.OutOfRangeError, "checkpoint_initializer_35", "Read less bytes than requested",
+     "a file is corrupt or truncated (a checkpoint: --init_checkpoint, or the latest in "
+     "--output_dir): Read less bytes than requested"),
+    (tf.errors.DataLossError, "save/RestoreV2",
+     "Unable to open table file /m/model.ckpt-3.index: Data loss: not an sstable",
+     "a file is corrupt or truncated (a checkpoint: --init_checkpoint, or the latest in "
+     "--output_dir): Unable to open table file /m/model.ckpt-3.index: Data loss: not an "
+     "sstable"),
+])
+def test_corrupt_or_truncated_file(error_type, node, reason, line):
+  error = error_type(None, None, GRAPH_EXECUTION_ERROR % (node, node, reason, node))
+  assert script_io.error_line(error) == line
+
+
+def test_end_of_input_is_not_a_truncated_file():
+  assert script_io.error_line(tf.errors.OutOfRangeError(None, None, "End of sequence")) is None
 
 
 def test_nan_loss_with_and_without_its_step():

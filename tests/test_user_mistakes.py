@@ -4,7 +4,6 @@ run that breaks the corrected one. Also what the original accepts and we run too
 import json
 import os
 import re
-import shutil
 import signal
 import struct
 import subprocess
@@ -56,16 +55,6 @@ def script_flags(script, tmp_path, bert_config_file=MODEL_CONFIG, output=None):
           "--output_file=" + (output or str(tmp_path / "out.tfrecord"))]
 
 
-def copy_checkpoint(checkpoint, output_dir):
-  """Copies a checkpoint's files into output_dir and makes it the folder's latest one."""
-  os.makedirs(output_dir, exist_ok=True)
-  name = os.path.basename(checkpoint)
-  for suffix in (".index", ".data-00000-of-00001"):
-    shutil.copy(checkpoint + suffix, os.path.join(output_dir, name + suffix))
-  with open(os.path.join(output_dir, "checkpoint"), "w") as writer:
-    writer.write('model_checkpoint_path: "%s"\n' % name)
-
-
 def has_checkpoint(output_dir):
   names = os.listdir(output_dir) if os.path.isdir(output_dir) else []
   return any(name == "checkpoint" or ".index" in name for name in names)
@@ -101,17 +90,18 @@ def test_output_that_cannot_be_written_stops_the_run_before_any_work(script, fla
 
 @pytest.mark.slow
 @pytest.mark.parametrize("script, checkpoint, difference", [
-    ("run_classifier", MODEL_CHECKPOINT, "bert_model.ckpt: it has no variable output_weights"),
+    ("run_classifier", MODEL_CHECKPOINT, "model.ckpt-7: it has no variable output_weights"),
     ("run_squad", CLASSIFIER_CHECKPOINT,
-     "finetuned.ckpt: it has no variable cls/squad/output_weights"),
+     "model.ckpt-7: it has no variable cls/squad/output_weights"),
     ("run_pretraining", MODEL_CHECKPOINT,
-     "bert_model.ckpt: bert/embeddings/word_embeddings is [30522, 64] in the checkpoint but "
+     "model.ckpt-7: bert/embeddings/word_embeddings is [30522, 64] in the checkpoint but "
      "[30522, 32] in this run"),
 ])
 def test_output_dir_holding_a_checkpoint_of_another_model(script, checkpoint, difference,
                                                           tmp_path):
   output_dir = str(tmp_path / "out")
-  copy_checkpoint(checkpoint, output_dir)
+  os.makedirs(output_dir)
+  support.copy_checkpoint(checkpoint, output_dir)
   config = MODEL_CONFIG
   if script == "run_pretraining":
     config = support.write_config(tmp_path / "bert_config.json", hidden_size=32,
@@ -119,8 +109,8 @@ def test_output_dir_holding_a_checkpoint_of_another_model(script, checkpoint, di
   result = support.run_script(script, script_flags(script, tmp_path, bert_config_file=config))
   support.assert_one_line_error(
       result, "--output_dir=%s holds a checkpoint of another model (%s), which this run would "
-      "load: choose another --output_dir, or delete the checkpoints in it" %
-      (output_dir, difference))
+      "load: choose another --output_dir, or delete the checkpoints in it (a model to start "
+      "from is passed as --init_checkpoint)" % (output_dir, difference))
 
 
 @pytest.mark.slow
