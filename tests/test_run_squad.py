@@ -561,6 +561,9 @@ def test_predict_file_that_is_not_squad(run_squad, tmp_path, content, fragments)
 @pytest.mark.parametrize("qa, version_2, fragments", [
     (question("two", "Where?", [answer("Paris", 0), answer("France", 24)]), False,
      ["training question two needs exactly 1 answer"]),
+    (question("none", "Where?", [], is_impossible=True), False,
+     ['training question none needs exactly 1 answer: it is "is_impossible", a SQuAD 2.0 '
+      'question: pass --version_2_with_negative']),
     (question("no_start", "Where?", [{"text": "Paris"}]), False,
      ['the answer of question no_start needs a "text" string and an "answer_start" integer']),
     (question("v2", "Where?", [answer("Paris", 0)]), True,
