@@ -115,9 +115,11 @@ def error_line(error):
 
   Args:
     error: an exception that ended a script's main: an `InputError`, or one TensorFlow raises
-      at run time for a usual mistake, DataLossError (a corrupt or truncated file),
-      InvalidArgumentError of an embedding lookup (an id beyond the model's vocab_size) or
-      NanLossDuringTrainingError (with the step where its `step` attribute gives it).
+      at run time for a usual mistake: DataLossError, or OutOfRangeError "Read less bytes than
+      requested" (a corrupt or truncated file; TensorFlow names no file, but whether it was a
+      checkpoint shows), InvalidArgumentError of an embedding lookup (an id beyond the model's
+      vocab_size), NanLossDuringTrainingError (with the step where its `step` attribute gives
+      it).
   """
   if isinstance(error, InputError):
     return str(error)

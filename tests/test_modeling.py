@@ -375,7 +375,7 @@ API_EXAMPLE = textwrap.dedent("""\
     tf.disable_eager_execution()  # modeling builds TF1-style graphs, as in an Estimator model_fn
 
     config = modeling.BertConfig.from_json_file("uncased_L-12_H-768_A-12/bert_config.json")
-    input_ids = tf.placeholder(tf.int32, [None, None])       # WordPiece ids [batch_size, seq_length]
+    input_ids = tf.placeholder(tf.int32, [None, None])       # [batch_size, seq_length]
     input_mask = tf.placeholder(tf.int32, [None, None])      # 1 = token, 0 = padding
     token_type_ids = tf.placeholder(tf.int32, [None, None])  # 0 = sentence A, 1 = sentence B
     model = modeling.BertModel(config=config, is_training=False, input_ids=input_ids,
