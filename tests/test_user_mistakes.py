@@ -168,7 +168,8 @@ def read_examples(path, limit):
 @pytest.mark.slow
 def test_ids_beyond_the_model_fail_in_the_first_step_and_the_corrected_rerun_trains(tmp_path):
   # The first record fits a model of `vocab_size` ids (the up-front check reads only that one);
-  # the others hold the id vocab_size, which the corrected model of 30522 ids has.
+  # the others hold the id vocab_size (and maybe larger ones), which the corrected model of
+  # 30522 ids has.
   examples = read_examples(PRETRAINING_RECORDS, 16)
   first = examples[0].features.feature
   vocab_size = max(max(first[name].int64_list.value) for name in ("input_ids", "masked_lm_ids"))
@@ -186,10 +187,10 @@ def test_ids_beyond_the_model_fail_in_the_first_step_and_the_corrected_rerun_tra
   result = support.run_script("run_pretraining",
                               run_flags + ["--bert_config_file=" + small_config])
   support.assert_one_line_error(result, re.compile(
-      r"a token id is beyond the model's vocab_size=%d \(indices\[\d+,1\] = %d is not in "
+      r"a token id is beyond the model's vocab_size=%d \(indices\[\d+,\d+\] = \d+ is not in "
       r"\[0, %d\)\): check that the vocabulary \(--vocab_file, or the one the TFRecord files "
       r"were made with\) is the model's; vocab_size in --bert_config_file must be at least its "
-      r"number of tokens" % (vocab_size, vocab_size, vocab_size)))
+      r"number of tokens" % (vocab_size, vocab_size)))
   # Its model.ckpt-0 is gone: the corrected run would resume from it and fail on its shapes.
   assert not has_checkpoint(output_dir)
 
