@@ -20,7 +20,6 @@ from __future__ import print_function
 
 import collections
 import contextlib
-import os
 import random
 import struct
 
@@ -651,12 +650,12 @@ def _tokenizer_from_flags():
 
 
 def _output_files_from_flag():
+  """The files of --output_file, a comma-separated list, each checked to be writable."""
   output_files = FLAGS.output_file.split(",")
   for output_file in output_files:
-    directory = os.path.dirname(output_file)
-    if not output_file or (directory and not tf.io.gfile.isdir(directory)):
-      raise script_io.InputError("--output_file: cannot write %r: no such directory" %
-                                 output_file)
+    if not output_file:
+      raise script_io.InputError("--output_file=%s names an empty file name" % FLAGS.output_file)
+    script_io.check_output_file(output_file, "output_file")
   return output_files
 
 
@@ -710,7 +709,8 @@ def main(_):
   all_documents = _read_documents(
       input_files, lambda line: [encoded_vocab[token] for token in tokenizer.tokenize(line)])
   if not all_documents:
-    raise script_io.InputError("--input_file: no text in %s" % ", ".join(input_files))
+    tf.logging.warning("--input_file: no text in %s; the output files will hold no examples",
+                       ", ".join(input_files))
   records = _serialized_examples(all_documents, encoder, random.Random(FLAGS.random_seed))
 
   tf.logging.info("*** Writing to output files ***")

@@ -10,13 +10,18 @@ With --use_tpu that is the TPUEstimator of the original scripts (TensorFlow 2.15
 else, on every TensorFlow, our own `runner.Runner`, which also trains under the
 `tf.distribute` strategy of --distribution_strategy.
 The rest is what the scripts set a model up with: the BERT config checked against the sequence
-length (`load_bert_config`), and the check of --init_checkpoint and the initialisation from it.
+length (`load_bert_config`) and the vocabulary (`check_vocab_fits_model`); the checkpoints checked
+against the config before anything is built, --init_checkpoint (`check_init_checkpoint`) and the
+one --output_dir would resume from (`check_output_dir_checkpoint`); the initialisation from
+--init_checkpoint; and `train`, which names the step of a NaN loss and leaves no checkpoint of a
+failed start behind for the next run to resume from.
 """
 
 from __future__ import absolute_import
 from __future__ import division
 from __future__ import print_function
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -24,6 +29,7 @@ import re
 from typing import Optional
 
 import modeling
+import numpy as np
 import precision
 import runner
 import script_io
@@ -126,23 +132,26 @@ def built_for(model_fn, options):
   return model_fn
 
 
-def load_bert_config(bert_config_file, max_seq_length):
-  """Reads a BERT config file and checks that `max_seq_length` fits the model.
+def load_bert_config(bert_config_file, max_seq_length, is_training=True):
+  """Reads a BERT config file and checks it, and that `max_seq_length` fits the model.
 
   Args:
     bert_config_file: path of a bert_config.json (flag --bert_config_file).
     max_seq_length: the sequence length the script will feed (flag --max_seq_length).
+    is_training: whether the run trains, and so needs valid dropout probabilities.
 
   Returns:
     A `modeling.BertConfig`.
 
   Raises:
-    script_io.InputError: missing or malformed file, or a sequence longer than the model's
-      position embeddings.
+    script_io.InputError: missing or malformed file, a hyper-parameter no `BertModel` can be
+      built with (`BertConfig.validate`), or a sequence longer than the model's position
+      embeddings.
   """
   script_io.require_file(bert_config_file, "bert_config_file")
   try:
     bert_config = modeling.BertConfig.from_json_file(bert_config_file)
+    bert_config.validate(is_training)
   except (ValueError, TypeError) as error:
     raise script_io.InputError(
         "--bert_config_file: %s is not a BERT config: %s" % (bert_config_file, error))
@@ -152,6 +161,26 @@ def load_bert_config(bert_config_file, max_seq_length):
         "max_position_embeddings=%d" %
         (max_seq_length, bert_config_file, bert_config.max_position_embeddings))
   return bert_config
+
+
+def check_vocab_fits_model(vocab, vocab_file, bert_config, bert_config_file):
+  """Raises InputError if the vocabulary has ids beyond the model's word embeddings.
+
+  A vocabulary smaller than vocab_size is fine, as in the original (some rows of the table are
+  never looked up). A larger one gives ids the table lacks: on CPU the lookup fails in the first
+  step, on GPU and TPU (one-hot) it silently reads zeros.
+
+  Args:
+    vocab: the tokenizer's dict of token -> id.
+    vocab_file, bert_config_file: the flags the two came from, for the message.
+    bert_config: the `modeling.BertConfig`.
+  """
+  num_ids = max(vocab.values()) + 1
+  if num_ids > bert_config.vocab_size:
+    raise script_io.InputError(
+        "--vocab_file %s has %d tokens but --bert_config_file %s has vocab_size=%d: pass the "
+        "vocab.txt and bert_config.json of the same model" %
+        (vocab_file, num_ids, bert_config_file, bert_config.vocab_size))
 
 
 def micro_batch_size(train_batch_size, gradient_accumulation_steps):
@@ -350,23 +379,30 @@ def _check_tf_config():
 _CHECKPOINT_FILE_SUFFIX = re.compile(r"\.(index|meta|data-\d+-of-\d+)$")
 
 
-def check_init_checkpoint(init_checkpoint):
-  """Raises InputError unless --init_checkpoint is unset or names a checkpoint.
+def check_init_checkpoint(init_checkpoint, bert_config=None):
+  """Raises InputError unless --init_checkpoint is unset or names a checkpoint of the model.
 
   A checkpoint is named by the prefix of its files (".../bert_model.ckpt" for
   bert_model.ckpt.index and bert_model.ckpt.data-*), or by a folder whose "checkpoint" file
   names its latest one (an --output_dir), as `tf.train.init_from_checkpoint` takes them. A
   file of a checkpoint, or a folder without a "checkpoint" file (a Google release), gets the
   prefix to pass instead.
+
+  With `bert_config`, the checkpoint must hold the BERT variables (bert/...) in the shapes the
+  config gives them, where the original failed to initialise (other shapes) or silently trained
+  from random weights (no variable found). Another number of encoder layers only gets a
+  warning, as the original initialises the layers both have (a deliberate choice at times).
   """
   if not init_checkpoint:
     return
   if tf.io.gfile.isdir(init_checkpoint):
     if tf.train.latest_checkpoint(init_checkpoint):
+      _check_init_checkpoint_fits(init_checkpoint, bert_config)
       return
     prefixes = sorted(name[:-len(".index")] for name in
                       tf.io.gfile.glob(os.path.join(init_checkpoint, "*.index")))
   elif tf.io.gfile.exists(init_checkpoint + ".index"):
+    _check_init_checkpoint_fits(init_checkpoint, bert_config)
     return
   else:
     prefix = _CHECKPOINT_FILE_SUFFIX.sub("", init_checkpoint)
@@ -378,6 +414,105 @@ def check_init_checkpoint(init_checkpoint):
   raise script_io.InputError(error)
 
 
+def _check_init_checkpoint_fits(init_checkpoint, bert_config):
+  """Checks the variables of an existing --init_checkpoint against the config; see above."""
+  if bert_config is None:
+    return
+  shapes = _checkpoint_shapes(init_checkpoint, "init_checkpoint")
+  expected = _bert_shapes(bert_config)
+  if not any(name in shapes for name in expected):
+    raise script_io.InputError(
+        "--init_checkpoint=%s holds no variable of a BERT model (no %s): the model would "
+        "train from random weights; pass a BERT checkpoint" %
+        (init_checkpoint, next(iter(expected))))
+  difference = _shape_difference(shapes, expected, missing_ok=True)
+  if difference:
+    raise script_io.InputError(
+        "--init_checkpoint=%s is a checkpoint of another model than --bert_config_file "
+        "describes: %s; pass the bert_config.json that came with the checkpoint" %
+        (init_checkpoint, difference))
+  num_layers = _num_encoder_layers(shapes)
+  if num_layers != bert_config.num_hidden_layers:
+    tf.logging.warning(
+        "--init_checkpoint=%s has %d encoder layers and the model %d: only the first %d are "
+        "initialised from it", init_checkpoint, num_layers, bert_config.num_hidden_layers,
+        min(num_layers, bert_config.num_hidden_layers))
+
+
+def check_output_dir_checkpoint(output_dir, bert_config, head_shapes=None):
+  """Raises InputError if --output_dir holds a checkpoint of another model than the config's.
+
+  A run restores the latest checkpoint of its --output_dir (to resume training, or to evaluate
+  and predict with it); one of another model fails to load there. Checked before any work.
+
+  Args:
+    output_dir: the folder (flag --output_dir); absent or without checkpoints is fine.
+    bert_config: the `modeling.BertConfig` of the run.
+    head_shapes: optional dict of the script's own variables -> their shapes, e.g.
+      {"output_weights": [num_labels, hidden_size]}, which the checkpoint must hold too.
+  """
+  latest = tf.train.latest_checkpoint(output_dir) if tf.io.gfile.isdir(output_dir) else None
+  if not latest:
+    return
+  shapes = _checkpoint_shapes(latest, "output_dir")
+  # A run restores every variable of its graph, the global step too.
+  expected = dict(_bert_shapes(bert_config), global_step=[], **(head_shapes or {}))
+  difference = _shape_difference(shapes, expected, missing_ok=False)
+  num_layers = _num_encoder_layers(shapes)
+  if not difference and num_layers != bert_config.num_hidden_layers:
+    difference = "%d encoder layers in the checkpoint but %d in --bert_config_file" % (
+        num_layers, bert_config.num_hidden_layers)
+  if difference:
+    raise script_io.InputError(
+        "--output_dir=%s holds a checkpoint of another model (%s: %s), which this run would "
+        "load: choose another --output_dir, or delete the checkpoints in it (a model to start "
+        "from is passed as --init_checkpoint)" %
+        (output_dir, os.path.basename(latest), difference))
+
+
+def _bert_shapes(bert_config):
+  """The shapes the config gives the BERT variables that tell models apart, by name."""
+  hidden_size = bert_config.hidden_size
+  return {
+      "bert/embeddings/word_embeddings": [bert_config.vocab_size, hidden_size],
+      "bert/embeddings/token_type_embeddings": [bert_config.type_vocab_size, hidden_size],
+      "bert/embeddings/position_embeddings": [bert_config.max_position_embeddings, hidden_size],
+      "bert/encoder/layer_0/intermediate/dense/kernel": [hidden_size,
+                                                         bert_config.intermediate_size],
+  }
+
+
+def _checkpoint_shapes(checkpoint, flag_name):
+  """Returns the checkpoint's variables (of the flag --flag_name) as a dict of name -> shape."""
+  try:
+    return {name: list(shape) for name, shape in tf.train.list_variables(checkpoint)}
+  except (tf.errors.OpError, ValueError) as error:
+    raise script_io.InputError("--%s: cannot read the checkpoint %s: %s" % (
+        flag_name, checkpoint, str(error).strip().splitlines()[0])) from None
+
+
+def _shape_difference(shapes, expected, missing_ok):
+  """Describes the first variable of `expected` that `shapes` lacks or has in another shape."""
+  for name, shape in expected.items():
+    if name not in shapes:
+      if not missing_ok:
+        return "it has no variable %s" % name
+    elif shapes[name] != list(shape):
+      return "%s is %s in the checkpoint but %s in this run" % (name, shapes[name],
+                                                                 list(shape))
+  return None
+
+
+def _num_encoder_layers(shapes):
+  """The number of encoder layers (bert/encoder/layer_N/...) among checkpoint variables."""
+  layers = set()
+  for name in shapes:
+    match = re.match(r"bert/encoder/layer_(\d+)/", name)
+    if match:
+      layers.add(int(match.group(1)))
+  return len(layers)
+
+
 def init_from_checkpoint(init_checkpoint, use_tpu):
   """Initialises every trainable variable found in `init_checkpoint` and logs which.
 
@@ -387,6 +522,10 @@ def init_from_checkpoint(init_checkpoint, use_tpu):
 
   Returns:
     scaffold_fn for TPUEstimatorSpec, or None.
+
+  Raises:
+    script_io.InputError: the checkpoint holds none of the variables, so that the model would
+      silently train or predict from random weights.
   """
   tvars = tf.trainable_variables()
   initialized_variable_names = {}
@@ -394,6 +533,10 @@ def init_from_checkpoint(init_checkpoint, use_tpu):
   if init_checkpoint:
     assignment_map, initialized_variable_names = (
         modeling.get_assignment_map_from_checkpoint(tvars, init_checkpoint))
+    if not assignment_map:
+      raise script_io.InputError(
+          "--init_checkpoint=%s holds none of the model's %d variables (such as %s): pass a "
+          "checkpoint of this model" % (init_checkpoint, len(tvars), tvars[0].op.name))
     if use_tpu:
 
       def tpu_scaffold():
@@ -409,3 +552,130 @@ def init_from_checkpoint(init_checkpoint, use_tpu):
     init_string = ", *INIT_FROM_CKPT*" if var.name in initialized_variable_names else ""
     tf.logging.info("  name = %s, shape = %s%s", var.name, var.shape, init_string)
   return scaffold_fn
+
+
+class NanLossError(tf.train.NanLossDuringTrainingError):
+  """The training loss became NaN.
+
+  Attributes:
+    step: the global step of the training step whose loss is NaN (the value it logs).
+  """
+
+  def __init__(self, step):
+    super(NanLossError, self).__init__()
+    self.step = step
+
+  def __str__(self):
+    return "NaN loss at step %d" % self.step
+
+
+def train(estimator, input_fn, max_steps):
+  """Trains as `estimator.train(input_fn=input_fn, max_steps=max_steps)`, with two safeguards.
+
+  A NaN loss raises `NanLossError`, which names the step (the estimator's own check does not).
+  A run that fails or is interrupted before it trains past the step it started from leaves no
+  checkpoint behind (`discarding_checkpoints_without_progress`): a corrected re-run into the
+  same --output_dir would resume from it, with the failed run's weights or model.
+
+  Args:
+    estimator: what `make_estimator` returns; its model_dir is the --output_dir.
+    input_fn, max_steps: as `estimator.train` takes them.
+  """
+  with discarding_checkpoints_without_progress(estimator.model_dir):
+    estimator.train(input_fn=input_fn, max_steps=max_steps, hooks=[_NanLossStepHook()])
+
+
+class _NanLossStepHook(tf.train.SessionRunHook):
+  """Raises `NanLossError` with the step when a loss of the LOSSES collection is NaN.
+
+  The Estimator puts its loss in that collection, and runs the hooks given to `train` before
+  its own NaN check, which raises the same error without a step.
+  """
+
+  def begin(self):
+    self._losses = tf.get_collection(tf.GraphKeys.LOSSES)
+    self._global_step = tf.train.get_global_step()
+
+  def before_run(self, run_context):
+    if not self._losses or self._global_step is None:
+      return None
+    return tf.train.SessionRunArgs((self._losses, self._global_step))
+
+  def after_run(self, run_context, run_values):
+    if run_values.results is None:
+      return
+    losses, step = run_values.results
+    if np.isnan(losses).any():
+      raise NanLossError(int(step))
+
+
+# The step of a checkpoint named by the Saver's global_step argument ("model.ckpt-1200").
+_CHECKPOINT_STEP = re.compile(r"-(\d+)$")
+
+
+@contextlib.contextmanager
+def discarding_checkpoints_without_progress(model_dir):
+  """On failure in the block, removes the checkpoints it wrote unless one is of a later step.
+
+  Training saves a checkpoint before its first step (Estimator's model.ckpt-0, or that of the
+  step it resumes from). If the run then fails (a bad flag, bad data, Ctrl-C) without saving
+  one of a later step, those checkpoints hold nothing but the starting weights, and a corrected
+  re-run into the same folder would resume from them: from the failed run's weights, or from a
+  model of another shape. So they are removed, and the folder's "checkpoint" file is put back
+  as it was. Checkpoints of a later step are kept, as are the others' files (events, graph).
+  This looks at the files only, so it works whatever trains.
+
+  Args:
+    model_dir: the folder training writes its checkpoints to, or None (nothing is done).
+  """
+  if not model_dir:
+    yield
+    return
+  state_file = os.path.join(model_dir, "checkpoint")
+  old_state = _read_bytes(state_file)
+  old_prefixes = _checkpoint_prefixes(model_dir)
+  latest = tf.train.latest_checkpoint(model_dir)
+  start_step = (_checkpoint_step(latest) if latest else None) or 0
+  try:
+    yield
+  except BaseException:
+    new_prefixes = _checkpoint_prefixes(model_dir) - old_prefixes
+    new_steps = [_checkpoint_step(prefix) for prefix in new_prefixes]
+    if new_prefixes and all(step is not None and step <= start_step for step in new_steps):
+      for prefix in new_prefixes:
+        for path in tf.io.gfile.glob(prefix + ".*"):
+          tf.io.gfile.remove(path)
+      if old_state is None:
+        if tf.io.gfile.exists(state_file):
+          tf.io.gfile.remove(state_file)
+      else:
+        with tf.io.gfile.GFile(state_file, "wb") as writer:
+          writer.write(old_state)
+      tf.logging.info("Removed the checkpoints of this failed run, which hold only the weights "
+                      "it started from: %s", ", ".join(sorted(new_prefixes)))
+    raise
+
+
+def _checkpoint_prefixes(model_dir):
+  """The set of checkpoint paths (prefixes of their files) in `model_dir`."""
+  pattern = os.path.join(model_dir, "*.index")
+  return {path[:-len(".index")] for path in tf.io.gfile.glob(pattern)}
+
+
+def _checkpoint_step(prefix):
+  """The global step of a checkpoint: in its name, else its global_step variable, else None."""
+  match = _CHECKPOINT_STEP.search(prefix)
+  if match:
+    return int(match.group(1))
+  try:
+    return int(tf.train.load_variable(prefix, tf.GraphKeys.GLOBAL_STEP))
+  except (tf.errors.OpError, ValueError):
+    return None
+
+
+def _read_bytes(path):
+  """The contents of the file `path`, or None if there is none."""
+  if not tf.io.gfile.exists(path):
+    return None
+  with tf.io.gfile.GFile(path, "rb") as reader:
+    return reader.read()

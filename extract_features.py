@@ -236,8 +236,7 @@ def _truncate_seq_pair(tokens_a, tokens_b, max_length):
 def read_examples(input_file):
   """Reads `InputExample`s from a text file, one per line; unique_id is the line number.
 
-  Raises:
-    script_io.InputError: the file holds no line.
+  An empty file gives none (and an empty output file, as in the original), with a warning.
   """
   examples = []
   with tf.io.gfile.GFile(input_file, "r") as reader:
@@ -249,7 +248,7 @@ def read_examples(input_file):
       else:
         examples.append(InputExample(unique_id, match.group(1), match.group(2)))
   if not examples:
-    raise script_io.InputError("--input_file: %s is empty" % input_file)
+    tf.logging.warning("--input_file: %s is empty; the output file will be too", input_file)
   return examples
 
 
@@ -372,24 +371,21 @@ def main(_):
   tf.logging.set_verbosity(tf.logging.INFO)
 
   options = estimator_setup.RunOptions.from_flag_values(FLAGS.flag_values_dict())
-  bert_config = estimator_setup.load_bert_config(FLAGS.bert_config_file, FLAGS.max_seq_length)
+  bert_config = estimator_setup.load_bert_config(FLAGS.bert_config_file, FLAGS.max_seq_length,
+                                                 is_training=False)
   if FLAGS.max_seq_length < 3:
     raise script_io.InputError(
         "--max_seq_length=%d leaves no room for [CLS] A [SEP] B [SEP]" % FLAGS.max_seq_length)
-  if FLAGS.batch_size < 1:
-    raise script_io.InputError("--batch_size must be positive, got %d" % FLAGS.batch_size)
+  script_io.check_positive({"batch_size": FLAGS.batch_size})
   layer_indexes = parse_layer_indexes(FLAGS.layers, bert_config.num_hidden_layers)
   script_io.require_file(FLAGS.input_file, "input_file")
   tokenizer = script_io.load_tokenizer(FLAGS.vocab_file, FLAGS.do_lower_case,
                                        FLAGS.init_checkpoint)
-  estimator_setup.check_init_checkpoint(FLAGS.init_checkpoint)
-  if not FLAGS.output_file:
-    raise script_io.InputError("--output_file is required")
+  estimator_setup.check_vocab_fits_model(tokenizer.vocab, FLAGS.vocab_file, bert_config,
+                                         FLAGS.bert_config_file)
+  estimator_setup.check_init_checkpoint(FLAGS.init_checkpoint, bert_config)
+  script_io.check_output_file(FLAGS.output_file, "output_file")
 
-  if len(tokenizer.vocab) > bert_config.vocab_size:
-    raise script_io.InputError(
-        "--vocab_file %s has %d tokens but --bert_config_file has vocab_size=%d" %
-        (FLAGS.vocab_file, len(tokenizer.vocab), bert_config.vocab_size))
   examples = read_examples(FLAGS.input_file)
   features = convert_examples_to_features(
       examples=examples, seq_length=FLAGS.max_seq_length, tokenizer=tokenizer)

@@ -6,12 +6,15 @@ batches can be cut to their longest real sequence (`trim_to_longest_sequence`), 
 --batch_by_length made of examples of similar length (`bucket_by_length` for training,
 `batch_sorted_by_length` for evaluation and prediction, whose outputs `restore_input_order`
 puts back in input order). `check_record_lengths` checks a TFRecord file against the lengths
-the flags promise.
+the flags promise, and `naming_corrupt_files` names the file of a corrupt or truncated record.
 """
 
 from __future__ import absolute_import
 from __future__ import division
 from __future__ import print_function
+
+import contextlib
+import re
 
 from google.protobuf import message
 import script_io
@@ -235,20 +238,28 @@ def batch_sorted_by_length(dataset, batch_size, window_batches, length_multiple,
       lambda features: trim_to_longest_sequence(features, length_multiple, sequence_features))
 
 
-def check_record_lengths(input_file, expected_lengths):
+def check_record_lengths(input_file, expected_lengths, vocab_size=None, id_features=()):
   """Checks the first record of a TFRecord file against the lengths the flags promise.
 
-  An empty file is refused too: it has nothing to train or evaluate on, and a training input of
-  empty files only would make the repeating input pipeline wait forever.
+  An empty file passes: the caller decides (a training input of empty files only would make
+  the repeating input pipeline wait forever, one empty shard among others is harmless). With
+  `vocab_size`, the token ids of the record must be below it: records made with a larger
+  vocabulary than the model's fail in the first step on CPU, and read zeros silently on GPU
+  and TPU.
 
   Args:
     input_file: path of a TFRecord file of tf.train.Example.
     expected_lengths: dict of feature name -> (length, flag name), e.g.
       {"input_ids": (128, "max_seq_length")}.
+    vocab_size: optional, the model's vocab_size (from --bert_config_file).
+    id_features: the names of the features that hold token ids, e.g. ("input_ids",).
+
+  Returns:
+    Whether the file holds a record.
 
   Raises:
-    script_io.InputError: the file is not a TFRecord file of tf.train.Example, holds no record,
-      or a feature is missing or has another length.
+    script_io.InputError: the file is not a TFRecord file of tf.train.Example, or a feature is
+      missing or has another length, or a token id is vocab_size or more.
   """
   try:
     serialized = next(iter(tf.io.tf_record_iterator(input_file)), None)
@@ -259,7 +270,7 @@ def check_record_lengths(input_file, expected_lengths):
   except tf.errors.OpError as error:
     raise script_io.InputError("cannot read %s: %s" % (input_file, error.message)) from None
   if example is None:
-    raise script_io.InputError("%s holds no records" % input_file)
+    return False
   for name, (length, flag_name) in sorted(expected_lengths.items()):
     feature = example.features.feature.get(name)
     if feature is None:
@@ -269,3 +280,41 @@ def check_record_lengths(input_file, expected_lengths):
       raise script_io.InputError(
           "%s: records hold %s of length %d but --%s=%d" %
           (input_file, name, actual, flag_name, length))
+  for name in id_features if vocab_size is not None else ():
+    feature = example.features.feature.get(name)
+    ids = feature.int64_list.value if feature is not None else []
+    if ids and max(ids) >= vocab_size:
+      raise script_io.InputError(
+          "%s: records hold %s up to %d but --bert_config_file has vocab_size=%d: make the "
+          "records with the vocab.txt of the model, or pass the bert_config.json of their "
+          "vocabulary" % (input_file, name, max(ids), vocab_size))
+  return True
+
+
+@contextlib.contextmanager
+def naming_corrupt_files(input_files):
+  """Turns a DataLossError in the block into an InputError naming the corrupt input file.
+
+  TensorFlow's error for a corrupt or truncated record names no file; on one, the files are
+  read again from the start to find it.
+
+  Args:
+    input_files: the TFRecord files the block reads.
+
+  Raises:
+    script_io.InputError: naming the first of `input_files` with a corrupt or truncated record.
+  """
+  try:
+    yield
+  except tf.errors.DataLossError as error:
+    for input_file in input_files:
+      try:
+        for _ in tf.io.tf_record_iterator(input_file):
+          pass
+      except tf.errors.DataLossError as file_error:
+        # "truncated record at 299624' failed with Read less bytes than requested"
+        reason = re.sub(r"'? failed with ", ": ", file_error.message.strip().splitlines()[0])
+        raise script_io.InputError(
+            "%s is corrupt or truncated (%s): write it again, or leave it out of the input" %
+            (input_file, reason)) from error
+    raise

@@ -110,13 +110,17 @@ class BertConfig(object):
     """Returns the config as the original writes it: indented by 2, keys sorted, final newline."""
     return json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n"
 
-  def validate(self):
-    """Raises ValueError naming the first hyper-parameter a `BertModel` cannot be built with."""
+  def validate(self, is_training=True):
+    """Raises ValueError naming the first hyper-parameter a `BertModel` cannot be built with.
+
+    The dropout probabilities are checked for training only: otherwise the model leaves dropout
+    out, as the original does, whatever they are.
+    """
     for field in _INTEGER_FIELDS:
       value = getattr(self, field)
       if (isinstance(value, bool) or not isinstance(value, numbers.Integral) or value <= 0):
         raise ValueError("BertConfig.%s must be a positive integer, got %r" % (field, value))
-    for field in _PROBABILITY_FIELDS:
+    for field in _PROBABILITY_FIELDS if is_training else ():
       value = getattr(self, field)
       if not isinstance(value, numbers.Real) or not 0.0 <= value < 1.0:
         raise ValueError("BertConfig.%s must be a probability in [0, 1), got %r" % (field, value))
@@ -179,8 +183,16 @@ class BertModel(object):
       ValueError: the config is invalid, an input has the wrong rank or shape, the sequence
         is longer than `config.max_position_embeddings`, or `compute_type` is not one of the
         three float types.
+      RuntimeError: called in eager mode, TensorFlow 2's default outside a graph.
     """
-    config.validate()
+    if tf.executing_eagerly():
+      # Eagerly, tf.get_variable makes variables no collection holds: tf.trainable_variables()
+      # would be empty, no checkpoint would initialise them, and the outputs would come from
+      # random weights without a word.
+      raise RuntimeError(
+          "BertModel builds a TF1-style graph: build it inside `with tf.Graph().as_default():` "
+          "(or an Estimator model_fn), or call tf.compat.v1.disable_eager_execution() first")
+    config.validate(is_training)
     compute_type = _check_compute_type(compute_type)
     config = copy.deepcopy(config)
     if not is_training:
@@ -419,7 +431,8 @@ def get_assignment_map_from_checkpoint(tvars, init_checkpoint):
   Returns:
     (assignment_map, initialized_variable_names): an OrderedDict {checkpoint name: variable
     name} in checkpoint order for `tf.train.init_from_checkpoint`, and a dict whose keys are the
-    names of the variables found in the checkpoint, both as "name" and as "name:0".
+    names of the variables found in the checkpoint, both as "name" and as "name:0". When it maps
+    no variable (other names, or no variables at all) a warning says so.
   """
   variable_names = set()
   for var in tvars:
@@ -433,6 +446,11 @@ def get_assignment_map_from_checkpoint(tvars, init_checkpoint):
       assignment_map[name] = name
       initialized_variable_names[name] = 1
       initialized_variable_names[name + ":0"] = 1
+  if not assignment_map:
+    tf.logging.warning(
+        "None of the %d variables given is in the checkpoint %s, so none will be initialised "
+        "from it%s", len(variable_names), init_checkpoint,
+        "" if variable_names else " (tf.trainable_variables() is empty: was the model built?)")
   return (assignment_map, initialized_variable_names)
 
 

@@ -49,7 +49,8 @@ def create_optimizer(loss, init_lr, num_train_steps, num_warmup_steps, use_tpu,
     loss: float32 Tensor of shape [], the loss to minimise.
     init_lr: float, the peak learning rate, reached at the end of warm-up.
     num_train_steps: positive int, the step at which the learning rate reaches 0.0.
-    num_warmup_steps: int >= 0 (or None for 0), the number of linear warm-up steps.
+    num_warmup_steps: int, the number of linear warm-up steps; 0, None or a negative number
+      (as in the original) for none.
     use_tpu: bool, whether to sum the gradients of the TPU shards (`tf.tpu.CrossShardOptimizer`).
     gradient_accumulation_steps: positive int, the number of runs (micro-batches) per update.
     loss_scaling: bool, dynamic loss scaling for float16 compute (see
@@ -61,12 +62,12 @@ def create_optimizer(loss, init_lr, num_train_steps, num_warmup_steps, use_tpu,
     The training `Operation`.
 
   Raises:
-    ValueError: if num_train_steps is not positive, num_warmup_steps is negative,
-      gradient_accumulation_steps is not a positive int or is above 1 with use_tpu or with
-      reference (not resource) variables, or the op is built in the cross-replica context of a
-      strategy, or loss_scaling is asked for with accumulation, a strategy or TPU.
+    ValueError: if num_train_steps is not positive, gradient_accumulation_steps is not a
+      positive int or is above 1 with use_tpu or with reference (not resource) variables, or
+      the op is built in the cross-replica context of a strategy, or loss_scaling is asked for
+      with accumulation, a strategy or TPU.
   """
-  _check_step_counts(num_train_steps, num_warmup_steps)
+  _check_num_train_steps(num_train_steps)
   _check_accumulation_steps(gradient_accumulation_steps, use_tpu)
   global_step = tf.train.get_or_create_global_step()
   learning_rate = learning_rate_schedule(global_step, init_lr, num_train_steps, num_warmup_steps)
@@ -164,7 +165,7 @@ def learning_rate_schedule(global_step, init_lr, num_train_steps, num_warmup_ste
     global_step: int64 Tensor of shape [] (or the global step variable).
     init_lr: float, the learning rate the decay starts from.
     num_train_steps: positive int, the step at which the rate reaches 0.0.
-    num_warmup_steps: int >= 0 (or None for 0), the number of warm-up steps.
+    num_warmup_steps: int, the number of warm-up steps; 0, None or negative for none.
 
   Returns:
     float32 Tensor of shape [].
@@ -183,14 +184,12 @@ def learning_rate_schedule(global_step, init_lr, num_train_steps, num_warmup_ste
   return tf.where(global_step < num_warmup_steps, warmup_lr, decayed_lr)
 
 
-def _check_step_counts(num_train_steps, num_warmup_steps):
-  """Raises ValueError for step counts that would silently give a NaN or odd learning rate."""
+def _check_num_train_steps(num_train_steps):
+  """Raises ValueError for a number of steps that would silently give a NaN learning rate."""
   if num_train_steps <= 0:
     raise ValueError(
         "num_train_steps must be positive (the learning rate decays to zero over it), got %r; "
         "too few training examples for the batch size?" % (num_train_steps,))
-  if num_warmup_steps is not None and num_warmup_steps < 0:
-    raise ValueError("num_warmup_steps must be 0 or more, got %r" % (num_warmup_steps,))
 
 
 def _check_accumulation_steps(gradient_accumulation_steps, use_tpu):

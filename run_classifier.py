@@ -777,7 +777,7 @@ def _train(estimator, options, train_examples, label_list, tokenizer, num_train_
       train_file, FLAGS.max_seq_length, is_training=True, drop_remainder=True,
       is_regression=is_regression, trim_padding=options.trims_padding,
       batch_by_length=options.batch_by_length)
-  estimator.train(input_fn=train_input_fn, max_steps=num_train_steps)
+  estimator_setup.train(estimator, train_input_fn, num_train_steps)
 
 
 def _evaluate(estimator, options, eval_examples, label_list, tokenizer):
@@ -877,6 +877,15 @@ def main(_):
         "given")
   if (FLAGS.do_train or FLAGS.do_eval or FLAGS.do_predict) and not FLAGS.data_dir:
     raise script_io.InputError("--data_dir is required by --do_train, --do_eval and --do_predict")
+  if FLAGS.max_seq_length < 3:
+    raise script_io.InputError(
+        "--max_seq_length=%d leaves no room for the text: [CLS] A [SEP] B [SEP] needs at "
+        "least 3" % FLAGS.max_seq_length)
+  script_io.check_positive({
+      "train_batch_size": FLAGS.train_batch_size if FLAGS.do_train else None,
+      "eval_batch_size": FLAGS.eval_batch_size if FLAGS.do_eval else None,
+      "predict_batch_size": FLAGS.predict_batch_size if FLAGS.do_predict else None,
+      "iterations_per_loop": FLAGS.iterations_per_loop})
   options = estimator_setup.RunOptions.from_flag_values(FLAGS.flag_values_dict())
   estimator_setup.check_scale_options(options, FLAGS.train_batch_size, {
       "--do_eval": FLAGS.do_eval, "--do_predict": FLAGS.do_predict,
@@ -885,12 +894,21 @@ def main(_):
     serving.checkpoint_to_export(FLAGS.output_dir, FLAGS.init_checkpoint)
   tokenizer = script_io.load_tokenizer(FLAGS.vocab_file, FLAGS.do_lower_case,
                                        FLAGS.init_checkpoint)
-  estimator_setup.check_init_checkpoint(FLAGS.init_checkpoint)
   processor = _processor_for_task(FLAGS.task_name)
-  bert_config = estimator_setup.load_bert_config(FLAGS.bert_config_file, FLAGS.max_seq_length)
+  bert_config = estimator_setup.load_bert_config(FLAGS.bert_config_file, FLAGS.max_seq_length,
+                                                 FLAGS.do_train)
+  estimator_setup.check_vocab_fits_model(tokenizer.vocab, FLAGS.vocab_file, bert_config,
+                                         FLAGS.bert_config_file)
+  estimator_setup.check_init_checkpoint(FLAGS.init_checkpoint, bert_config)
+  label_list = processor.get_labels()
+  num_labels = 1 if label_list is None else len(label_list)
+  script_io.check_output_dir(FLAGS.output_dir, "output_dir")
+  estimator_setup.check_output_dir_checkpoint(FLAGS.output_dir, bert_config, {
+      "output_weights": [num_labels, bert_config.hidden_size], "output_bias": [num_labels]})
+  if FLAGS.export_dir:
+    script_io.check_output_dir(FLAGS.export_dir, "export_dir")
 
   # All sets are read first, so a bad line in test.tsv stops the run before training does.
-  label_list = processor.get_labels()
   train_examples = processor.get_train_examples(FLAGS.data_dir) if FLAGS.do_train else None
   eval_examples = processor.get_dev_examples(FLAGS.data_dir) if FLAGS.do_eval else None
   predict_examples = processor.get_test_examples(FLAGS.data_dir) if FLAGS.do_predict else None
@@ -910,7 +928,7 @@ def main(_):
   is_regression = label_list is None
   model_fn = model_fn_builder(
       bert_config=bert_config,
-      num_labels=1 if is_regression else len(label_list),
+      num_labels=num_labels,
       init_checkpoint=FLAGS.init_checkpoint,
       learning_rate=FLAGS.learning_rate,
       num_train_steps=num_train_steps,

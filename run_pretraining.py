@@ -344,19 +344,29 @@ def input_fn_builder(input_files, max_seq_length, max_predictions_per_seq, is_tr
   return input_fn
 
 
-def check_input_files(input_files, max_seq_length, max_predictions_per_seq):
+def check_input_files(input_files, max_seq_length, max_predictions_per_seq, vocab_size=None):
   """Checks that every input file holds records with the lengths the flags give.
 
+  With `vocab_size` (the model's), the token ids of the first record must be below it. Empty
+  files are passed over with a warning, as the original reads them, unless all are empty.
+
   Raises:
-    script_io.InputError: naming the file, and the feature and the flag that disagree; or an
-      empty file, or one that is not a TFRecord file of tf.train.Example records.
+    script_io.InputError: naming the file, and the feature and the flag that disagree; or one
+      that is not a TFRecord file of tf.train.Example records; or no file holds a record.
   """
   expected_lengths = {
       "input_ids": (max_seq_length, "max_seq_length"),
       "masked_lm_positions": (max_predictions_per_seq, "max_predictions_per_seq"),
   }
-  for input_file in input_files:
-    input_pipeline.check_record_lengths(input_file, expected_lengths)
+  empty_files = [
+      input_file for input_file in input_files
+      if not input_pipeline.check_record_lengths(input_file, expected_lengths, vocab_size,
+                                                 id_features=("input_ids", "masked_lm_ids"))]
+  if len(empty_files) == len(input_files):
+    raise script_io.InputError("--input_file: %s hold%s no records" % (
+        ", ".join(empty_files), "s" if len(empty_files) == 1 else ""))
+  for input_file in empty_files:
+    tf.logging.warning("--input_file: %s holds no records", input_file)
 
 
 def main(_):
@@ -367,17 +377,28 @@ def main(_):
   if FLAGS.do_train and FLAGS.num_train_steps <= 0:
     raise script_io.InputError(
         "--num_train_steps=%d: training needs a positive number of steps" % FLAGS.num_train_steps)
+  script_io.check_positive({
+      "train_batch_size": FLAGS.train_batch_size if FLAGS.do_train else None,
+      "eval_batch_size": FLAGS.eval_batch_size if FLAGS.do_eval else None,
+      "max_eval_steps": FLAGS.max_eval_steps if FLAGS.do_eval else None,
+      "iterations_per_loop": FLAGS.iterations_per_loop})
   options = estimator_setup.RunOptions.from_flag_values(FLAGS.flag_values_dict())
   estimator_setup.check_scale_options(options, FLAGS.train_batch_size,
                                       {"--do_eval": FLAGS.do_eval})
 
-  bert_config = estimator_setup.load_bert_config(FLAGS.bert_config_file, FLAGS.max_seq_length)
-  estimator_setup.check_init_checkpoint(FLAGS.init_checkpoint)
+  bert_config = estimator_setup.load_bert_config(FLAGS.bert_config_file, FLAGS.max_seq_length,
+                                                 FLAGS.do_train)
+  estimator_setup.check_init_checkpoint(FLAGS.init_checkpoint, bert_config)
   input_files = script_io.input_files_from_globs(FLAGS.input_file, "input_file")
   tf.logging.info("*** Input Files ***")
   for input_file in input_files:
     tf.logging.info("  %s", input_file)
-  check_input_files(input_files, FLAGS.max_seq_length, FLAGS.max_predictions_per_seq)
+  check_input_files(input_files, FLAGS.max_seq_length, FLAGS.max_predictions_per_seq,
+                    bert_config.vocab_size)
+  script_io.check_output_dir(FLAGS.output_dir, "output_dir")
+  estimator_setup.check_output_dir_checkpoint(FLAGS.output_dir, bert_config, {
+      "cls/predictions/output_bias": [bert_config.vocab_size],
+      "cls/seq_relationship/output_weights": [2, bert_config.hidden_size]})
 
   tf.gfile.MakeDirs(FLAGS.output_dir)
 
@@ -403,7 +424,8 @@ def main(_):
     train_input_fn = input_fn_builder(
         input_files, FLAGS.max_seq_length, FLAGS.max_predictions_per_seq, is_training=True,
         trim_padding=options.trims_padding, batch_by_length=options.batch_by_length)
-    estimator.train(input_fn=train_input_fn, max_steps=FLAGS.num_train_steps)
+    with input_pipeline.naming_corrupt_files(input_files):
+      estimator_setup.train(estimator, train_input_fn, FLAGS.num_train_steps)
 
   if FLAGS.do_eval:
     tf.logging.info("***** Running evaluation *****")
@@ -411,7 +433,8 @@ def main(_):
     eval_input_fn = input_fn_builder(
         input_files, FLAGS.max_seq_length, FLAGS.max_predictions_per_seq, is_training=False,
         trim_padding=options.trims_padding, batch_by_length=options.batch_by_length)
-    result = estimator.evaluate(input_fn=eval_input_fn, steps=FLAGS.max_eval_steps)
+    with input_pipeline.naming_corrupt_files(input_files):
+      result = estimator.evaluate(input_fn=eval_input_fn, steps=FLAGS.max_eval_steps)
     script_io.write_eval_results(os.path.join(FLAGS.output_dir, "eval_results.txt"), result)
 
 

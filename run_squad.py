@@ -285,8 +285,11 @@ def _training_answer(input_file, qa):
   """The single annotated answer of a training question, checked: {"text", "answer_start"}."""
   answers = qa.get("answers")
   if not isinstance(answers, list) or len(answers) != 1:
+    hint = ""
+    if qa.get("is_impossible") is True:
+      hint = ': it is "is_impossible", a SQuAD 2.0 question: pass --version_2_with_negative'
     raise script_io.InputError(
-        "%s: training question %s needs exactly 1 answer" % (input_file, qa["id"]))
+        "%s: training question %s needs exactly 1 answer%s" % (input_file, qa["id"], hint))
   answer = answers[0]
   if (not isinstance(answer, dict) or not isinstance(answer.get("text"), str) or
       not isinstance(answer.get("answer_start"), int)):
@@ -934,22 +937,32 @@ def validate_flags_or_throw(options):
     raise script_io.InputError("--do_train needs --train_file.")
   if FLAGS.do_predict and not FLAGS.predict_file:
     raise script_io.InputError("--do_predict needs --predict_file.")
+  script_io.check_positive({
+      "train_batch_size": FLAGS.train_batch_size if FLAGS.do_train else None,
+      "predict_batch_size": FLAGS.predict_batch_size if FLAGS.do_predict else None,
+      "iterations_per_loop": FLAGS.iterations_per_loop})
   if FLAGS.max_seq_length <= FLAGS.max_query_length + 3:
     raise script_io.InputError(
         "--max_query_length=%d leaves no room for the context: --max_seq_length=%d must be "
         "greater than max_query_length + 3 ([CLS] and two [SEP])" %
         (FLAGS.max_query_length, FLAGS.max_seq_length))
-  min_window = FLAGS.max_seq_length - FLAGS.max_query_length - 3
-  if not 0 < FLAGS.doc_stride < min_window:
+  if FLAGS.doc_stride < 1:
+    # The windows would never reach the end of a context longer than one window: the
+    # original loops there forever.
     raise script_io.InputError(
-        "--doc_stride=%d must be positive and smaller than the context window, "
-        "max_seq_length - max_query_length - 3 = %d, so that windows overlap" %
-        (FLAGS.doc_stride, min_window))
+        "--doc_stride=%d must be positive: it is how far each context window starts after "
+        "the previous one" % FLAGS.doc_stride)
+  min_window = FLAGS.max_seq_length - FLAGS.max_query_length - 3
+  if FLAGS.doc_stride >= min_window:
+    tf.logging.warning(
+        "--doc_stride=%d is not smaller than the context window of a long question, "
+        "max_seq_length - max_query_length - 3 = %d: such windows do not overlap, and a token "
+        "at the edge of one is scored with context on one side only", FLAGS.doc_stride,
+        min_window)
   estimator_setup.check_scale_options(options, FLAGS.train_batch_size, {
       "--do_predict": FLAGS.do_predict, "--export_dir": FLAGS.export_dir})
   if FLAGS.export_dir and not FLAGS.do_train:
     serving.checkpoint_to_export(FLAGS.output_dir, FLAGS.init_checkpoint)
-  estimator_setup.check_init_checkpoint(FLAGS.init_checkpoint)
 
 
 def _carries_answers(data):
@@ -1009,7 +1022,7 @@ def _train(estimator, tokenizer, num_train_steps, train_examples):
   train_input_fn = input_fn_builder(
       input_file=train_file, seq_length=FLAGS.max_seq_length, is_training=True,
       drop_remainder=True)
-  estimator.train(input_fn=train_input_fn, max_steps=num_train_steps)
+  estimator_setup.train(estimator, train_input_fn, num_train_steps)
 
 
 def _predict(estimator, tokenizer, eval_examples):
@@ -1093,10 +1106,19 @@ def main(_):
   tf.logging.set_verbosity(tf.logging.INFO)
 
   options = estimator_setup.RunOptions.from_flag_values(FLAGS.flag_values_dict())
-  bert_config = estimator_setup.load_bert_config(FLAGS.bert_config_file, FLAGS.max_seq_length)
+  bert_config = estimator_setup.load_bert_config(FLAGS.bert_config_file, FLAGS.max_seq_length,
+                                                 FLAGS.do_train)
   tokenizer = script_io.load_tokenizer(FLAGS.vocab_file, FLAGS.do_lower_case,
                                        FLAGS.init_checkpoint)
   validate_flags_or_throw(options)
+  estimator_setup.check_vocab_fits_model(tokenizer.vocab, FLAGS.vocab_file, bert_config,
+                                         FLAGS.bert_config_file)
+  estimator_setup.check_init_checkpoint(FLAGS.init_checkpoint, bert_config)
+  script_io.check_output_dir(FLAGS.output_dir, "output_dir")
+  estimator_setup.check_output_dir_checkpoint(FLAGS.output_dir, bert_config, {
+      "cls/squad/output_weights": [2, bert_config.hidden_size], "cls/squad/output_bias": [2]})
+  if FLAGS.export_dir:
+    script_io.check_output_dir(FLAGS.export_dir, "export_dir")
 
   train_examples = None
   num_train_steps = None

@@ -120,7 +120,8 @@ class Runner(object):
 
     Args:
       model_fn: model_fn(features, labels, mode, params) -> `ModelSpec`.
-      model_dir: where checkpoints and summaries go, and where they are restored from.
+      model_dir: where checkpoints and summaries go, and where they are restored from; None
+        for a Runner that only predicts, from the model_fn's initial variables.
       train_batch_size, eval_batch_size, predict_batch_size: examples per step, all replicas
         and workers together; None where that mode is not used.
       save_checkpoints_steps: save a checkpoint every so many global steps and at the end of
@@ -155,7 +156,7 @@ class Runner(object):
     """The directory of the evaluation summaries: model_dir/eval or model_dir/eval_<name>."""
     return os.path.join(self.model_dir, "eval_" + name if name else "eval")
 
-  def train(self, input_fn, max_steps):
+  def train(self, input_fn, max_steps, hooks=None):
     """Trains until the global step, which counts updates, reaches max_steps.
 
     Resumes from the latest checkpoint of model_dir; returns at once if it is at max_steps.
@@ -165,6 +166,8 @@ class Runner(object):
     Args:
       input_fn: input_fn(params) -> Dataset of training batches (it may repeat forever).
       max_steps: int, the global step to train to.
+      hooks: more `tf.train.SessionRunHook`s of the training session, run before its own
+        (the loss is in the LOSSES collection, as Estimator puts it there).
 
     Returns:
       self.
@@ -186,11 +189,12 @@ class Runner(object):
       spec, scaffold, loss, train_op = self._replicated_training_step(strategy, features,
                                                                       labels)
       scaffold = self._saving_scaffold(scaffold, spec.loss)
+      tf.add_to_collection(tf.GraphKeys.LOSSES, loss)
       stop_hook = _StopHook(stop, strategy)
-      hooks = [_IteratorInitializerHook(iterator.initializer),
-               tf.train.StopAtStepHook(last_step=max_steps),
-               tf.train.NanTensorHook(loss),
-               stop_hook]
+      hooks = list(hooks or []) + [_IteratorInitializerHook(iterator.initializer),
+                                   tf.train.StopAtStepHook(last_step=max_steps),
+                                   tf.train.NanTensorHook(loss),
+                                   stop_hook]
       hooks.extend(spec.training_hooks)
       hooks.extend(self._logging_hooks(strategy, loss, global_step))
       hooks.extend(self._writing_hooks(strategy, scaffold))
@@ -218,7 +222,7 @@ class Runner(object):
       ValueError: this Runner trains under a multi-worker strategy.
     """
     self._check_not_multi_worker("evaluate")
-    checkpoint_path = tf.train.latest_checkpoint(self.model_dir)
+    checkpoint_path = self.model_dir and tf.train.latest_checkpoint(self.model_dir)
     if not checkpoint_path:
       tf.logging.info("No checkpoint in %s: evaluating the initial variables", self.model_dir)
     with tf.Graph().as_default():
@@ -265,7 +269,7 @@ class Runner(object):
         Runner trains under a multi-worker strategy.
     """
     self._check_not_multi_worker("predict")
-    checkpoint_path = tf.train.latest_checkpoint(self.model_dir)
+    checkpoint_path = self.model_dir and tf.train.latest_checkpoint(self.model_dir)
     if not checkpoint_path:
       tf.logging.info("No checkpoint in %s: predicting with the initial variables",
                       self.model_dir)

@@ -2,11 +2,16 @@
 
 A user mistake (a missing file, a bad flag value, a malformed line) raises `InputError`; the
 scripts run their `main` through `run_main`, which prints such an error as one line and exits
-with status 1 instead of showing a traceback. Outputs are written under a temporary name and
-renamed when complete (`atomic_output`), so an interrupted run never leaves a half-written file
-behind; `write_eval_results` writes the results of an evaluation so. `load_tokenizer` builds
-the tokenizer of the flags, with such errors for a bad vocabulary or a --do_lower_case that
-contradicts the checkpoint.
+with status 1 instead of showing a traceback. So do the errors TensorFlow raises at run time for
+the usual mistakes (`error_line`): a corrupt TFRecord file, ids beyond the model's vocabulary, a
+NaN loss. Ctrl-C or SIGTERM end the run with one line and status 130 or 143. Setting the
+environment variable BERT_TRACEBACK=1 shows the traceback above each such line.
+
+Outputs are written under a temporary name and renamed when complete (`atomic_output`), so an
+interrupted run never leaves a half-written file behind; `write_eval_results` writes the results
+of an evaluation so. `check_output_dir` and `check_output_file` make sure, before any work, that
+the outputs can be written. `load_tokenizer` builds the tokenizer of the flags, with such errors
+for a bad vocabulary or a --do_lower_case that contradicts the checkpoint.
 """
 
 from __future__ import absolute_import
@@ -16,11 +21,16 @@ from __future__ import print_function
 import contextlib
 import json
 import os
+import re
+import signal
 import sys
+import threading
+import traceback
 import uuid
 
 from absl import app
 from absl import flags
+import runner
 import tensorflow.compat.v1 as tf
 import tokenization
 
@@ -37,8 +47,32 @@ class InputError(ValueError):
   """
 
 
+class Terminated(KeyboardInterrupt):
+  """SIGTERM, raised as Ctrl-C raises KeyboardInterrupt so that the same clean-up runs."""
+
+
+# Set to 1 to see the traceback of an error that run_main shows as one line.
+TRACEBACK_VARIABLE = "BERT_TRACEBACK"
+
+# The lines of a TensorFlow error message that only say where it happened.
+_TENSORFLOW_CONTEXT = ("Graph execution error", "Detected at node", "Node:")
+
+# The nodes that read checkpoints: tf.train.init_from_checkpoint's, and a Saver's.
+_CHECKPOINT_READING_NODES = ("checkpoint_initializer", "RestoreV2")
+
+# What an embedding lookup (tf.gather) says of an id beyond its table.
+_ID_OUT_OF_RANGE = re.compile(r"indices\[[\d,]*\] = -?\d+ is not in \[0, (\d+)\)")
+
+
 def run_main(main, before_start=None):
-  """Runs `main` with absl's `app.run`; an `InputError` ends the program with one line.
+  """Runs `main` with absl's `app.run`; the errors of `error_line` end it with one line.
+
+  Such an error prints "ERROR: <line>" and exits with status 1; Ctrl-C (KeyboardInterrupt) and
+  SIGTERM (`Terminated`) print one line too and exit with 128 + the signal number, 130 and 143;
+  so does a training run the runner stopped at a step boundary on either signal
+  (`runner.TrainingInterrupted`, whose line names the checkpoint it resumes from). With
+  BERT_TRACEBACK=1 in the environment the traceback is printed above the line. Other
+  exceptions, the bugs, show their traceback as usual.
 
   Args:
     main: the script's main(argv).
@@ -54,7 +88,7 @@ def run_main(main, before_start=None):
     else:
       before_start()
 
-  def main_reporting_input_errors(argv):
+  def main_reporting_errors(argv):
     # TensorFlow's logger has its own handler and would also pass each record on to the one
     # absl puts on the root logger: every line would be printed twice.
     tensorflow_logger = tf.get_logger()
@@ -62,11 +96,106 @@ def run_main(main, before_start=None):
       tensorflow_logger.propagate = False
     try:
       return main(argv)
-    except InputError as error:
-      print("ERROR: %s" % error, file=sys.stderr)
+    except runner.TrainingInterrupted as interrupted:
+      _print_error(str(interrupted))
+      sys.exit(128 + (signal.SIGTERM if interrupted.signal_name == "SIGTERM" else signal.SIGINT))
+    except Exception as error:  # pylint: disable=broad-except
+      line = error_line(error)
+      if line is None:
+        raise
+      _print_error(line)
       sys.exit(1)
 
-  app.run(main_reporting_input_errors)
+  with _raising_terminated_on_sigterm():
+    try:
+      app.run(main_reporting_errors)
+    except KeyboardInterrupt as interrupt:
+      signal_number = signal.SIGTERM if isinstance(interrupt, Terminated) else signal.SIGINT
+      _print_error("interrupted by %s; no output file was left half-written" %
+                   signal.Signals(signal_number).name)
+      sys.exit(128 + signal_number)
+
+
+def error_line(error):
+  """Returns the one line that tells the user what went wrong, or None for a bug.
+
+  Args:
+    error: an exception that ended a script's main: an `InputError`, or one TensorFlow raises
+      at run time for a usual mistake: DataLossError, or OutOfRangeError "Read less bytes than
+      requested" (a corrupt or truncated file; TensorFlow names no file, but whether it was a
+      checkpoint shows), InvalidArgumentError of an embedding lookup (an id beyond the model's
+      vocab_size), NanLossDuringTrainingError (with the step where its `step` attribute gives
+      it).
+  """
+  if isinstance(error, InputError):
+    return str(error)
+  if isinstance(error, tf.train.NanLossDuringTrainingError):
+    step = getattr(error, "step", None)
+    return (
+        "the training loss is NaN%s. The usual causes: a learning rate too high "
+        "(--learning_rate, and --num_warmup_steps or --warmup_proportion), float16 without "
+        "loss scaling, or bad data (ids or labels out of range)" %
+        ("" if step is None else " at step %d" % step))
+  reason = _tensorflow_reason(error.message) if isinstance(error, tf.errors.OpError) else ""
+  if (isinstance(error, tf.errors.DataLossError) or
+      isinstance(error, tf.errors.OutOfRangeError) and reason.startswith("Read less bytes")):
+    in_checkpoint = any(node in error.message for node in _CHECKPOINT_READING_NODES)
+    return "a file is corrupt or truncated%s: %s" % (
+        " (a checkpoint: --init_checkpoint, or the latest in --output_dir)" if in_checkpoint
+        else "", reason)
+  if isinstance(error, tf.errors.UnavailableError):
+    return ("another worker of the cluster stopped answering (%s): restart every worker with "
+            "the same command to resume from the latest checkpoint" % reason)
+  if isinstance(error, tf.errors.InvalidArgumentError):
+    match = _ID_OUT_OF_RANGE.search(error.message)
+    if match:
+      return (
+          "a token id is beyond the model's vocab_size=%s (%s): check that the vocabulary "
+          "(--vocab_file, or the one the TFRecord files were made with) is the model's; "
+          "vocab_size in --bert_config_file must be at least its number of tokens" %
+          (match.group(1), match.group(0)))
+  return None
+
+
+def _tensorflow_reason(message):
+  """The line of a TensorFlow error message that says what went wrong.
+
+  A session's message is "Graph execution error:", "Detected at node ...", the stack of where
+  the node was made, "Node: ...", then the reason, then "[[the node]]" lines.
+  """
+  for line in message.strip().splitlines():
+    if line.strip() and not line[0].isspace() and not line.startswith(_TENSORFLOW_CONTEXT):
+      return line.strip()
+  return message.strip()
+
+
+def _print_error(line):
+  """Prints "ERROR: line" on stderr; with BERT_TRACEBACK=1, the current traceback first."""
+  if os.environ.get(TRACEBACK_VARIABLE, "0") not in ("", "0"):
+    traceback.print_exc()
+  print("ERROR: %s" % line, file=sys.stderr)
+
+
+@contextlib.contextmanager
+def _raising_terminated_on_sigterm():
+  """Makes SIGTERM raise `Terminated` in the block, where it has its default action.
+
+  The default ends the process at once, before `atomic_output` can remove a temporary file.
+  A handler set by someone else is left alone; signal handlers are set from the main thread.
+  """
+  if (threading.current_thread() is not threading.main_thread() or
+      signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL):
+    yield
+    return
+
+  def raise_terminated(unused_signal_number, unused_frame):
+    raise Terminated()
+
+  signal.signal(signal.SIGTERM, raise_terminated)
+  try:
+    yield
+  finally:
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 def input_files_from_globs(patterns, flag_name):
@@ -102,6 +231,81 @@ def require_file(path, flag_name):
     raise InputError("--%s is required" % flag_name)
   if not tf.io.gfile.exists(path) or tf.io.gfile.isdir(path):
     raise InputError("--%s: no such file: %s" % (flag_name, path))
+
+
+def check_positive(flag_values):
+  """Raises InputError for the first flag of a dict of flag name -> value that is not above 0.
+
+  For batch sizes and step counts, where 0 or less ends the original in a traceback (a
+  division by zero, an Estimator or TPUConfig ValueError) or a run that never ends.
+  """
+  for flag_name, value in flag_values.items():
+    if value is not None and value <= 0:
+      raise InputError("--%s=%s must be positive" % (flag_name, value))
+
+
+def check_output_dir(path, flag_name):
+  """Checks, before any work, that the folder `path` (flag --flag_name) can be made and written.
+
+  An existing folder must take a new file; else the nearest folder above it that exists must,
+  as the script will make `path` there. Nothing is left behind: the file written to find out
+  is removed, and no folder is made.
+
+  Raises:
+    InputError: `path` is a file, or a folder there cannot be made or written, with the reason.
+  """
+  if not path:
+    raise InputError("--%s is required" % flag_name)
+  if tf.io.gfile.exists(path) and not tf.io.gfile.isdir(path):
+    raise InputError("--%s=%s is a file, not a folder" % (flag_name, path))
+  existing = path.rstrip("/") or "/"
+  while not tf.io.gfile.exists(existing):
+    parent = os.path.dirname(existing) or "."
+    if parent == existing:
+      break
+    existing = parent
+  if not tf.io.gfile.isdir(existing):
+    raise InputError("--%s=%s cannot be made: %s is a file" % (flag_name, path, existing))
+  reason = _write_test_failure(existing)
+  if reason:
+    action = "written" if existing == path.rstrip("/") else "made"
+    raise InputError("--%s=%s cannot be %s: %s" % (flag_name, path, action, reason))
+
+
+def check_output_file(path, flag_name):
+  """Checks, before any work, that the file `path` (flag --flag_name) can be written.
+
+  Its folder must exist and take a new file (the output is written beside it under a temporary
+  name, then renamed), and `path` must not be a folder. Nothing is left behind.
+
+  Raises:
+    InputError: naming the flag, the path and the reason.
+  """
+  if not path:
+    raise InputError("--%s is required" % flag_name)
+  if tf.io.gfile.isdir(path):
+    raise InputError("--%s=%s is a folder, not a file" % (flag_name, path))
+  directory = os.path.dirname(path) or "."
+  if not tf.io.gfile.isdir(directory):
+    raise InputError("--%s=%s cannot be written: no folder %s" % (flag_name, path, directory))
+  reason = _write_test_failure(directory)
+  if reason:
+    raise InputError("--%s=%s cannot be written: %s" % (flag_name, path, reason))
+
+
+def _write_test_failure(directory):
+  """Writes and removes a file in `directory`; returns why that failed, or None if it worked."""
+  test_file = os.path.join(directory, ".write-test-%d-%s" % (os.getpid(), uuid.uuid4().hex[:8]))
+  try:
+    with tf.io.gfile.GFile(test_file, "w") as writer:
+      writer.write("")
+    tf.io.gfile.remove(test_file)
+  except tf.errors.OpError as error:
+    # TensorFlow's message is "PATH; REASON".
+    return "cannot write a file in %s (%s)" % (directory, error.message.split("; ")[-1])
+  except OSError as error:
+    return "cannot write a file in %s (%s)" % (directory, error.strerror)
+  return None
 
 
 def read_recorded_casing(checkpoint_dir):
@@ -177,8 +381,9 @@ def atomic_output(path):
   """Yields a temporary name that is renamed to `path` when the block completes.
 
   Write a file (`tf.io.TFRecordWriter(temporary)`, `tf.io.gfile.GFile(temporary, "w")`) or
-  make a folder under that name. If the block raises, whatever it made there is removed and
-  `path` is left as it was. A folder replaces only an absent or empty folder at `path`.
+  make a folder under that name; a block that makes nothing leaves an empty file. If the block
+  raises, whatever it made there is removed and `path` is left as it was. A folder replaces
+  only an absent or empty folder at `path`.
 
   The name is unique to the process (`path.incomplete-PID-RANDOM`): the workers of a
   multi-worker run share --output_dir and write the same files with the same bytes; with one
@@ -189,6 +394,10 @@ def atomic_output(path):
   temporary = "%s.incomplete-%d-%s" % (path, os.getpid(), uuid.uuid4().hex[:8])
   try:
     yield temporary
+    if not tf.io.gfile.exists(temporary):
+      # tf.io.gfile.GFile makes its file on the first write: a file of no lines has none yet.
+      with tf.io.gfile.GFile(temporary, "w") as writer:
+        writer.write("")
     tf.io.gfile.rename(temporary, path, overwrite=True)
   except BaseException:
     if tf.io.gfile.isdir(temporary):

@@ -1,8 +1,10 @@
-"""Helpers shared by the tests: fixture paths, script runs, script imports, and what of the
-original package (bert-tensorflow, a live oracle in some tests) works on this TensorFlow."""
+"""Helpers shared by the tests: fixture paths, script runs and their one-line errors, script
+imports, and what of the original package (bert-tensorflow, a live oracle in some tests) works on
+this TensorFlow."""
 
 import importlib
 import importlib.util
+import json
 import os
 import subprocess
 import sys
@@ -10,6 +12,7 @@ import warnings
 
 from absl import flags
 import google.protobuf
+import numpy as np
 import pytest
 import tensorflow.compat.v1 as tf
 
@@ -116,3 +119,50 @@ def run_main_in_process(script, args):
     script.main([])
   finally:
     flags.FLAGS.unparse_flags()
+
+
+def assert_one_line_error(result, expected, returncode=1):
+  """Asserts that a script run failed as a user should see it: one line, no traceback.
+
+  Args:
+    result: the CompletedProcess of `run_script`.
+    expected: the message of the last line of stderr, without its "ERROR: " prefix; or a
+      compiled regular expression that the whole message must match.
+    returncode: the exit status expected.
+  """
+  assert result.returncode == returncode, result.stderr[-3000:]
+  assert "Traceback" not in result.stderr, result.stderr[-3000:]
+  last_line = result.stderr.strip().splitlines()[-1]
+  assert last_line.startswith("ERROR: "), last_line
+  message = last_line[len("ERROR: "):]
+  if isinstance(expected, str):
+    assert message == expected, message
+  else:
+    assert expected.fullmatch(message), message
+
+
+def write_config(path, **overrides):
+  """Writes the fixture model's bert_config.json with `overrides` to `path`; returns the path."""
+  with open(fixture_path("modeling", "bert_config.json")) as reader:
+    config = json.load(reader)
+  config.update(overrides)
+  with open(str(path), "w") as writer:
+    json.dump(config, writer)
+  return str(path)
+
+
+def copy_checkpoint(checkpoint, output_dir, global_step=7):
+  """Writes the variables of `checkpoint` and a global_step into output_dir, as training would.
+
+  The result is output_dir/model.ckpt-<global_step>, the folder's latest checkpoint: what a run
+  there resumes from.
+  """
+  with tf.Graph().as_default():
+    for name, _ in tf.train.list_variables(checkpoint):
+      tf.get_variable(name, initializer=tf.train.load_variable(checkpoint, name))
+    tf.get_variable(tf.GraphKeys.GLOBAL_STEP, initializer=np.int64(global_step))
+    with tf.Session() as session:
+      session.run(tf.global_variables_initializer())
+      tf.train.Saver().save(session, os.path.join(output_dir, "model.ckpt"),
+                            global_step=global_step, write_meta_graph=False)
+  return os.path.join(output_dir, "model.ckpt-%d" % global_step)

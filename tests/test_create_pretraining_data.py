@@ -421,8 +421,6 @@ COMMAND_LINE_ERRORS = {
     "glob_that_matches_nothing": (
         ["--input_file=%s,{tmp}/shards/*.txt" % SAMPLE_TEXT],
         ["--input_file: no file matches", "/shards/*.txt"]),
-    "empty_corpus": (
-        ["--input_file={tmp}/blank.txt"], ["--input_file: no text in", "/blank.txt"]),
     "vocabulary_without_the_special_tokens": (
         ["--vocab_file={tmp}/vocab.txt"], ["--vocab_file", "/vocab.txt", "[SEP] or [MASK]"]),
     "max_seq_length_too_short_for_two_segments": (
@@ -464,9 +462,19 @@ def test_bad_input_is_one_error_line(command_line_errors, name):
   assert os.listdir(output_dir) == []
 
 
+def test_corpus_without_text_gives_empty_files_as_the_original(cpd, tmp_path):
+  blank = write_text(tmp_path / "blank.txt", "\n  \n\t\n")
+  output_file = str(tmp_path / "out.tfrecord")
+  run_main(cpd, ["--input_file=" + blank, "--output_file=" + output_file,
+                 "--vocab_file=" + support.VOCAB_FILE])
+  assert records(output_file) == []
+
+
 @pytest.mark.parametrize("args, fragments", [
     (["--output_file={tmp}/no/such/dir/examples.tfrecord"],
-     ["--output_file", "no/such/dir/examples.tfrecord", "no such directory"]),
+     ["--output_file", "no/such/dir/examples.tfrecord", "cannot be written: no folder"]),
+    (["--output_file=/proc/examples.tfrecord"],
+     ["--output_file=/proc/examples.tfrecord cannot be written: cannot write a file in /proc"]),
     (["--input_file={tmp}/latin1.txt"], ["latin1.txt, line 2, is not UTF-8 text"]),
     (["--vocab_file={tmp}/no_vocab.txt"], ["--vocab_file", "no_vocab.txt"]),
     (["--vocab_file={tmp}/no_unk.txt"], ["--vocab_file", "no_unk.txt", "[UNK]"]),

@@ -192,7 +192,7 @@ DRIVER_SCRIPT = textwrap.dedent("""
             model_fn_builder(run["loss_scale"], options), run["output_dir"], options,
             train_batch_size=run.get("train_batch_size", 8),
             eval_batch_size=8, save_checkpoints_steps=100)
-        estimator.train(input_fn=input_fn, max_steps=NUM_UPDATES)
+        estimator_setup.train(estimator, input_fn, NUM_UPDATES)
         evaluation = estimator.evaluate(input_fn=input_fn, steps=2)
         result["eval_loss"] = float(evaluation["example_loss"])
         result["global_step"] = int(evaluation["global_step"])

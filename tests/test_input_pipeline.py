@@ -6,6 +6,7 @@ import tensorflow.compat.v1 as tf
 
 import input_pipeline
 import modeling
+import script_io
 from test_modeling import tiny_config
 
 SEQ_LENGTH = 16
@@ -145,3 +146,48 @@ def test_restore_input_order():
   # Predictions without an index pass through as they come.
   assert list(input_pipeline.restore_input_order([{"value": 2}, {"value": 1}])) == [
       {"value": 2}, {"value": 1}]
+
+
+def write_example_records(path, records):
+  """Writes tf.train.Examples of {name: list of ints} to the TFRecord file `path`."""
+  with tf.io.TFRecordWriter(str(path)) as writer:
+    for record in records:
+      features = {name: tf.train.Feature(int64_list=tf.train.Int64List(value=values))
+                  for name, values in record.items()}
+      writer.write(tf.train.Example(
+          features=tf.train.Features(feature=features)).SerializeToString())
+  return str(path)
+
+
+def test_record_ids_are_checked_against_the_vocab_size(tmp_path):
+  path = write_example_records(tmp_path / "a.tfrecord", [
+      {"input_ids": [101, 7, 102, 0], "masked_lm_ids": [99, 0]}])
+  lengths = {"input_ids": (4, "max_seq_length")}
+  assert input_pipeline.check_record_lengths(path, lengths, 103, id_features=("input_ids",))
+  assert input_pipeline.check_record_lengths(path, lengths)
+  assert not input_pipeline.check_record_lengths(
+      write_example_records(tmp_path / "empty.tfrecord", []), lengths)
+  with pytest.raises(script_io.InputError, match=(
+      r"^\S+a.tfrecord: records hold input_ids up to 102 but --bert_config_file has "
+      r"vocab_size=100: make the records with the vocab.txt of the model")):
+    input_pipeline.check_record_lengths(path, lengths, 100,
+                                        id_features=("input_ids", "masked_lm_ids"))
+
+
+def test_corrupt_file_is_named(tmp_path):
+  good = write_example_records(tmp_path / "good.tfrecord", [{"input_ids": [1, 2]}] * 3)
+  whole = write_example_records(tmp_path / "whole.tfrecord", [{"input_ids": [1, 2]}] * 3)
+  with open(whole, "rb") as reader:
+    data = reader.read()
+  cut = str(tmp_path / "cut.tfrecord")
+  with open(cut, "wb") as writer:
+    writer.write(data[:-10])  # Through the data of the last record.
+  with pytest.raises(script_io.InputError, match=(
+      r"^\S+cut.tfrecord is corrupt or truncated \(truncated record at \d+: .+\): write it "
+      r"again, or leave it out of the input$")):
+    with input_pipeline.naming_corrupt_files([good, cut]):
+      raise tf.errors.DataLossError(None, None, "truncated record at 40")
+  # A DataLossError of no input file is passed on as it is.
+  with pytest.raises(tf.errors.DataLossError):
+    with input_pipeline.naming_corrupt_files([good]):
+      raise tf.errors.DataLossError(None, None, "not an sstable")

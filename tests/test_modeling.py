@@ -3,7 +3,11 @@
 import collections
 import json
 import math
+import os
+import shutil
+import subprocess
 import sys
+import textwrap
 import types
 
 import numpy as np
@@ -13,6 +17,7 @@ import tensorflow.compat.v1 as tf
 import modeling
 import support
 from support import fixture_path
+from support import REPO_DIR
 
 FIXTURE_CONFIG = fixture_path("modeling", "bert_config.json")
 FIXTURE_CHECKPOINT = fixture_path("modeling", "bert_model.ckpt")
@@ -124,6 +129,16 @@ def test_config_validate_names_the_bad_field(overrides, message):
   with pytest.raises(ValueError, match=message):
     tiny_config(**overrides).validate()
   tiny_config().validate()
+
+
+def test_dropout_probabilities_matter_for_training_only():
+  # As in the original, whose model without training sets them to 0.0 before using them.
+  config = tiny_config(hidden_dropout_prob=1.0, attention_probs_dropout_prob=-0.5)
+  config.validate(is_training=False)
+  with tf.Graph().as_default():
+    modeling.BertModel(config, False, tf.zeros([1, 4], tf.int32))
+    with pytest.raises(ValueError, match=r"hidden_dropout_prob must be a probability"):
+      modeling.BertModel(config, True, tf.zeros([1, 4], tf.int32))
 
 
 # ---------------------------------------------------------------- parity
@@ -327,6 +342,76 @@ def test_padding_tokens_do_not_change_the_real_tokens_outputs():
 
 
 # ---------------------------------------------------------------- bad input
+
+
+def test_eager_mode_is_refused_with_how_to_build_the_model():
+  # TensorFlow 2 executes eagerly outside a graph, as a script that does `import modeling` does.
+  assert tf.executing_eagerly()
+  with pytest.raises(RuntimeError, match=(
+      r"^BertModel builds a TF1-style graph: build it inside `with tf.Graph\(\).as_default\(\):` "
+      r"\(or an Estimator model_fn\), or call tf.compat.v1.disable_eager_execution\(\) first$")):
+    modeling.BertModel(tiny_config(), False, tf.zeros([1, 4], tf.int32))
+
+
+def test_assignment_map_warns_when_it_maps_no_variable(monkeypatch):
+  warnings = []
+  monkeypatch.setattr(tf.logging, "warning", lambda message, *args: warnings.append(
+      message % args))
+  with tf.Graph().as_default():
+    tvars = [tf.get_variable("encoder/kernel", shape=[3])]
+    assignment_map, _ = modeling.get_assignment_map_from_checkpoint(tvars, FIXTURE_CHECKPOINT)
+    assert not assignment_map
+    modeling.get_assignment_map_from_checkpoint([], FIXTURE_CHECKPOINT)
+  assert warnings == [
+      "None of the 1 variables given is in the checkpoint %s, so none will be initialised from "
+      "it" % FIXTURE_CHECKPOINT,
+      "None of the 0 variables given is in the checkpoint %s, so none will be initialised from "
+      "it (tf.trainable_variables() is empty: was the model built?)" % FIXTURE_CHECKPOINT]
+
+
+# The example of the API docs: run as written, from a folder outside the checkout, next to a
+# Google model folder, with the checkout on PYTHONPATH.
+API_EXAMPLE = textwrap.dedent("""\
+    import tensorflow.compat.v1 as tf
+    import modeling
+
+    tf.disable_eager_execution()  # modeling builds TF1-style graphs, as in an Estimator model_fn
+
+    config = modeling.BertConfig.from_json_file("uncased_L-12_H-768_A-12/bert_config.json")
+    input_ids = tf.placeholder(tf.int32, [None, None])       # [batch_size, seq_length]
+    input_mask = tf.placeholder(tf.int32, [None, None])      # 1 = token, 0 = padding
+    token_type_ids = tf.placeholder(tf.int32, [None, None])  # 0 = sentence A, 1 = sentence B
+    model = modeling.BertModel(config=config, is_training=False, input_ids=input_ids,
+                               input_mask=input_mask, token_type_ids=token_type_ids)
+    pooled = model.get_pooled_output()                       # [batch_size, hidden_size]
+
+    checkpoint = "uncased_L-12_H-768_A-12/bert_model.ckpt"
+    assignment_map, _ = modeling.get_assignment_map_from_checkpoint(tf.trainable_variables(),
+                                                                    checkpoint)
+    tf.train.init_from_checkpoint(checkpoint, assignment_map)
+
+    with tf.Session() as session:
+      session.run(tf.global_variables_initializer())
+      print(session.run(pooled, {input_ids: [[101, 7592, 102]], input_mask: [[1, 1, 1]],
+                                 token_type_ids: [[0, 0, 0]]}).shape)  # (1, 768)
+    """)
+
+
+@pytest.mark.slow
+def test_api_example_runs_outside_the_checkout(tmp_path):
+  model_dir = tmp_path / "uncased_L-12_H-768_A-12"
+  model_dir.mkdir()
+  shutil.copy(FIXTURE_CONFIG, str(model_dir / "bert_config.json"))
+  for suffix in (".index", ".data-00000-of-00001"):
+    shutil.copy(FIXTURE_CHECKPOINT + suffix, str(model_dir / ("bert_model.ckpt" + suffix)))
+  (tmp_path / "example.py").write_text(API_EXAMPLE)
+  env = dict(os.environ, PYTHONPATH=REPO_DIR, TF_CPP_MIN_LOG_LEVEL="2", CUDA_VISIBLE_DEVICES="")
+  result = subprocess.run([sys.executable, "example.py"], cwd=str(tmp_path), env=env,
+                          capture_output=True, text=True, timeout=300)
+  assert result.returncode == 0, result.stderr[-3000:]
+  # The fixture model is 64 wide; the pooled output of its checkpoint's weights, not random ones.
+  assert result.stdout.strip() == "(1, 64)"
+  assert "None of the" not in result.stderr
 
 
 def test_heads_not_dividing_hidden_size_fails_before_building():

@@ -423,8 +423,8 @@ COMMAND_LINE_ERRORS = {
         ["--do_train=true", "--input_file=" + SAMPLE_TEXT],
         "%s is not a TFRecord file of tf.train.Example records" % SAMPLE_TEXT),
     "empty_input_file": (
-        ["--do_train=true", "--input_file=%s,{tmp}/empty.tfrecord" % REFERENCE_RECORDS],
-        "{tmp}/empty.tfrecord holds no records"),
+        ["--do_train=true", "--input_file={tmp}/empty.tfrecord"],
+        "--input_file: {tmp}/empty.tfrecord holds no records"),
 }
 
 

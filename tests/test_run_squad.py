@@ -490,8 +490,9 @@ def expect_main_error(run_squad, tmp_path, fragments, **overrides):
     ({"do_train": True}, ["--do_train needs --train_file"]),
     ({"predict_file": None}, ["--do_predict needs --predict_file"]),
     ({"predict_file": "/no/such/dev.json"}, ["--predict_file", "/no/such/dev.json"]),
-    ({"doc_stride": 69}, ["--doc_stride=69", "= 69"]),
-    ({"doc_stride": 0}, ["--doc_stride=0"]),
+    ({"doc_stride": 0}, ["--doc_stride=0 must be positive"]),
+    ({"predict_batch_size": 0}, ["--predict_batch_size=0 must be positive"]),
+    ({"iterations_per_loop": -1}, ["--iterations_per_loop=-1 must be positive"]),
     ({"max_query_length": 93}, ["--max_query_length=93", "no room for the context"]),
     ({"max_seq_length": 600}, ["--max_seq_length=600", "max_position_embeddings=512"]),
     ({"init_checkpoint": "/models/cased_L-12_H-768_A-12/bert_model.ckpt"},
@@ -537,6 +538,9 @@ def test_predict_file_that_is_not_squad(run_squad, tmp_path, content, fragments)
 @pytest.mark.parametrize("qa, version_2, fragments", [
     (question("two", "Where?", [answer("Paris", 0), answer("France", 24)]), False,
      ["training question two needs exactly 1 answer"]),
+    (question("none", "Where?", [], is_impossible=True), False,
+     ['training question none needs exactly 1 answer: it is "is_impossible", a SQuAD 2.0 '
+      'question: pass --version_2_with_negative']),
     (question("no_start", "Where?", [{"text": "Paris"}]), False,
      ['the answer of question no_start needs a "text" string and an "answer_start" integer']),
     (question("v2", "Where?", [answer("Paris", 0)]), True,

@@ -34,3 +34,10 @@ def test_ties_go_to_the_longer_window_then_the_first():
   # Token 3 has 3 / 1 in [0, 4] and 1 / 3 in [2, 6], windows of one length: the first wins.
   spans = [windowing.DocSpan(0, 5), windowing.DocSpan(2, 5)]
   assert windowing.best_window(spans, 3) == 0
+
+
+def test_windows_with_a_stride_beyond_their_length_follow_each_other():
+  # As the original's: each window starts min(length, doc_stride) after the previous one, so no
+  # token is skipped (run_squad.py --max_seq_length=128 --doc_stride=64 leaves 61-token windows).
+  assert [tuple(span) for span in windowing.doc_spans(150, 61, 64)] == [
+      (0, 61), (61, 61), (122, 28)]
