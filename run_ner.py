@@ -796,6 +796,11 @@ def main(_):
         FLAGS.max_seq_length)
   if FLAGS.doc_stride < 1:
     raise script_io.InputError("--doc_stride=%d must be positive" % FLAGS.doc_stride)
+  script_io.check_positive({
+      "train_batch_size": FLAGS.train_batch_size if FLAGS.do_train else None,
+      "eval_batch_size": FLAGS.eval_batch_size if FLAGS.do_eval else None,
+      "predict_batch_size": FLAGS.predict_batch_size if FLAGS.do_predict else None,
+      "iterations_per_loop": FLAGS.iterations_per_loop})
   options = estimator_setup.RunOptions.from_flag_values(FLAGS.flag_values_dict())
   estimator_setup.check_scale_options(options, FLAGS.train_batch_size, {
       "--do_eval": FLAGS.do_eval, "--do_predict": FLAGS.do_predict,
@@ -804,8 +809,16 @@ def main(_):
     serving.checkpoint_to_export(FLAGS.output_dir, FLAGS.init_checkpoint)
   tokenizer = script_io.load_tokenizer(FLAGS.vocab_file, FLAGS.do_lower_case,
                                        FLAGS.init_checkpoint)
-  estimator_setup.check_init_checkpoint(FLAGS.init_checkpoint)
-  bert_config = estimator_setup.load_bert_config(FLAGS.bert_config_file, FLAGS.max_seq_length)
+  bert_config = estimator_setup.load_bert_config(FLAGS.bert_config_file, FLAGS.max_seq_length,
+                                                 FLAGS.do_train)
+  estimator_setup.check_vocab_fits_model(tokenizer.vocab, FLAGS.vocab_file, bert_config,
+                                         FLAGS.bert_config_file)
+  estimator_setup.check_init_checkpoint(FLAGS.init_checkpoint, bert_config)
+  script_io.check_output_dir(FLAGS.output_dir, "output_dir")
+  # The head's shapes depend on the labels; _check_checkpoint_labels checks them below.
+  estimator_setup.check_output_dir_checkpoint(FLAGS.output_dir, bert_config)
+  if FLAGS.export_dir:
+    script_io.check_output_dir(FLAGS.export_dir, "export_dir")
 
   # All files are read and checked first, so that a bad line in test.txt stops the run before
   # training does.
@@ -864,8 +877,8 @@ def main(_):
     train_input_fn = input_fn_builder(train_file, FLAGS.max_seq_length, is_training=True,
                                       drop_remainder=True, trim_padding=options.trims_padding,
                                       batch_by_length=options.batch_by_length)
-    make_estimator(FLAGS.predict_batch_size).train(input_fn=train_input_fn,
-                                                   max_steps=num_train_steps)
+    estimator_setup.train(make_estimator(FLAGS.predict_batch_size), train_input_fn,
+                          num_train_steps)
   if FLAGS.do_eval:
     predicted = _predict_set(
         make_estimator(FLAGS.eval_batch_size), options, data.dev,
