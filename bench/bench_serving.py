@@ -1,9 +1,10 @@
 """Benchmark: latency of one classification request, Estimator.predict against the SavedModel.
 
 A request is one sentence pair of the fixture MRPC test set, raw text in, probabilities out.
-The baseline is how users of the original served: the script's TPUEstimator (off TPU) with the
-checkpoint as --init_checkpoint, and one `Estimator.predict` call per request, which builds the
-graph, starts a session and restores the checkpoint every time. Ours is the model exported by
+The baseline is how users of the original served: the script's estimator (TPUEstimator off TPU
+then; `runner.Runner` from `estimator_setup.make_estimator` now) with the checkpoint as
+--init_checkpoint, and one `predict` call per request, which builds the graph, starts a session
+and restores the checkpoint every time. Ours is the model exported by
 --export_dir (serving.export_saved_model), loaded once by `run_classifier.ClassifierPredictor`.
 Both convert the text the same way (FullTokenizer, convert_single_example), run in the same
 process, interleaved request by request, after one warm-up request each; every pair of answers
@@ -63,7 +64,8 @@ def with_random_head(bert_config, pretrained_checkpoint, checkpoint_path):
 
 
 class EstimatorPerRequest(object):
-  """Serves each request with its own Estimator.predict call, as the original's users did."""
+  """Serves each request with its own predict call of the script's estimator, as the original's
+  users did with Estimator.predict."""
 
   def __init__(self, bert_config, checkpoint, vocab_file, max_seq_length, model_dir):
     model_fn = run_classifier.model_fn_builder(
