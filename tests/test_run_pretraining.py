@@ -356,9 +356,9 @@ def test_gradient_accumulation_counts_updates(tiny_model, tmp_path):
       "--num_warmup_steps=0",
       "--save_checkpoints_steps=3",
   ])
-  # Batches of 16 are fed as micro-batches of 8; every other run of the train op updates.
+  # Batches of 16 are fed as micro-batches of 8; every other run of the train op updates, and
+  # training stops after 3 updates, not 3 runs.
   assert "name = input_ids, shape = (8, None)" in result.stderr
-  assert "global step (tf.train.get_global_step) has not been increased" in result.stderr
   assert tf.train.latest_checkpoint(output_dir).endswith("model.ckpt-3")
   assert latest_global_step(output_dir) == 3
 
