@@ -176,6 +176,8 @@ def _resume_to(output_dir, log_dir):
   """Relaunches both workers for 3 steps past the latest checkpoint; asserts they end there."""
   step = _latest_step(output_dir)
   assert step >= 10
+  log_dir = log_dir / "resumed"  # Keeps the logs of the stopped run.
+  log_dir.mkdir()
   _run_workers("run_classifier", CLASSIFIER_FLAGS + [
       "--output_dir=%s" % output_dir, "--do_train=true", _classifier_epochs(step + 3),
       "--save_checkpoints_steps=10"], log_dir)
