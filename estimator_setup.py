@@ -26,6 +26,7 @@ import dataclasses
 import json
 import os
 import re
+import socket
 from typing import Optional
 
 import modeling
@@ -581,8 +582,54 @@ def train(estimator, input_fn, max_steps):
     estimator: what `make_estimator` returns; its model_dir is the --output_dir.
     input_fn, max_steps: as `estimator.train` takes them.
   """
-  with discarding_checkpoints_without_progress(estimator.model_dir):
-    estimator.train(input_fn=input_fn, max_steps=max_steps, hooks=[_NanLossStepHook()])
+  try:
+    with discarding_checkpoints_without_progress(estimator.model_dir):
+      estimator.train(input_fn=input_fn, max_steps=max_steps, hooks=[_NanLossStepHook()])
+  except tf.errors.UnavailableError as error:
+    lost = unreachable_peers(os.environ.get("TF_CONFIG"))
+    if not lost:
+      raise  # script_io.error_line says that some worker stopped answering.
+    latest = tf.train.latest_checkpoint(estimator.model_dir)
+    raise script_io.WorkerLostError(
+        "%s stopped answering; stopping. Restart all workers with the same command to resume "
+        "from %s" % (" and ".join(lost), "step %d" % _checkpoint_step(latest) if latest
+                     else "the start (no checkpoint was saved)")) from error
+
+
+# How long a peer's address may take to accept a TCP connection before it counts as lost.
+PEER_CONNECT_SECONDS = 2
+
+
+def unreachable_peers(tf_config_text):
+  """The other tasks of a TF_CONFIG cluster whose address no longer accepts a TCP connection.
+
+  After a worker fails with UnavailableError, this tells which peer is gone: a process that
+  died leaves its port closed (refused at once), a machine that died does not answer (the
+  connection times out).
+
+  Args:
+    tf_config_text: the TF_CONFIG environment variable (JSON), or None.
+
+  Returns:
+    List of "TYPE INDEX (HOST:PORT)" strings, e.g. ["worker 1 (127.0.0.1:2223)"], in the
+    cluster's order; empty without a cluster or when every peer answers.
+  """
+  try:
+    tf_config = json.loads(tf_config_text or "{}")
+  except ValueError:
+    return []
+  task = tf_config.get("task") or {}
+  lost = []
+  for task_type, addresses in sorted((tf_config.get("cluster") or {}).items()):
+    for index, address in enumerate(addresses):
+      if (task_type, index) == (task.get("type"), task.get("index")):
+        continue
+      host, _, port = address.rpartition(":")
+      try:
+        socket.create_connection((host, int(port)), timeout=PEER_CONNECT_SECONDS).close()
+      except (OSError, ValueError):
+        lost.append("%s %d (%s)" % (task_type, index, address))
+  return lost
 
 
 class _NanLossStepHook(tf.train.SessionRunHook):

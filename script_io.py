@@ -20,6 +20,7 @@ from __future__ import print_function
 
 import contextlib
 import json
+import logging
 import os
 import re
 import signal
@@ -45,6 +46,11 @@ class InputError(ValueError):
 
   The message is shown as is, on one line, so it must name the flag, file or line at fault.
   """
+
+
+class WorkerLostError(RuntimeError):
+  """A worker of a multi-worker run stopped answering; the message names it and says how to
+  resume, on one line."""
 
 
 class Terminated(KeyboardInterrupt):
@@ -98,13 +104,13 @@ def run_main(main, before_start=None):
       return main(argv)
     except runner.TrainingInterrupted as interrupted:
       _print_error(str(interrupted))
-      sys.exit(128 + (signal.SIGTERM if interrupted.signal_name == "SIGTERM" else signal.SIGINT))
+      _exit(128 + (signal.SIGTERM if interrupted.signal_name == "SIGTERM" else signal.SIGINT))
     except Exception as error:  # pylint: disable=broad-except
       line = error_line(error)
       if line is None:
         raise
       _print_error(line)
-      sys.exit(1)
+      _exit(1)
 
   with _raising_terminated_on_sigterm():
     try:
@@ -113,21 +119,38 @@ def run_main(main, before_start=None):
       signal_number = signal.SIGTERM if isinstance(interrupt, Terminated) else signal.SIGINT
       _print_error("interrupted by %s; no output file was left half-written" %
                    signal.Signals(signal_number).name)
-      sys.exit(128 + signal_number)
+      _exit(128 + signal_number)
+
+
+def _exit(status):
+  """Ends the process with `status`, leaving the line just printed the last of its output.
+
+  A worker of a cluster (TF_CONFIG set) ends at once: while Python shut it down, TensorFlow's
+  runtime would log under that line, several lines each, the heartbeats it fails to send to
+  the peers that already left. Its outputs are complete or removed by then. Elsewhere,
+  `sys.exit`.
+  """
+  if os.environ.get("TF_CONFIG"):
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(status)  # pylint: disable=protected-access
+  sys.exit(status)
 
 
 def error_line(error):
   """Returns the one line that tells the user what went wrong, or None for a bug.
 
   Args:
-    error: an exception that ended a script's main: an `InputError`, or one TensorFlow raises
+    error: an exception that ended a script's main: an `InputError` or a `WorkerLostError`
+      (shown as they are), or one TensorFlow raises
       at run time for a usual mistake: DataLossError, or OutOfRangeError "Read less bytes than
       requested" (a corrupt or truncated file; TensorFlow names no file, but whether it was a
       checkpoint shows), InvalidArgumentError of an embedding lookup (an id beyond the model's
       vocab_size), NanLossDuringTrainingError (with the step where its `step` attribute gives
       it).
   """
-  if isinstance(error, InputError):
+  if isinstance(error, (InputError, WorkerLostError)):
     return str(error)
   if isinstance(error, tf.train.NanLossDuringTrainingError):
     step = getattr(error, "step", None)

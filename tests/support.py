@@ -6,6 +6,7 @@ import importlib
 import importlib.util
 import json
 import os
+import socket
 import subprocess
 import sys
 import warnings
@@ -78,12 +79,36 @@ def run_script(script, args, cwd=None, timeout=600, env_overrides=None):
     args: list of command-line arguments, e.g. ["--do_train=true"].
     env_overrides: dict of environment variables to set for this run.
   """
+  return subprocess.run(
+      script_command(script, args), cwd=cwd or REPO_DIR, env=script_env(env_overrides),
+      capture_output=True, text=True, timeout=timeout)
+
+
+def script_command(script, args):
+  """The argv that runs `script.py args...` with this Python."""
+  return [sys.executable, os.path.join(REPO_DIR, script + ".py")] + list(args)
+
+
+def script_env(env_overrides=None):
+  """The environment of a script run: this checkout on the path, CPU only, quiet TensorFlow."""
   env = dict(os.environ, PYTHONPATH=REPO_DIR, TF_CPP_MIN_LOG_LEVEL="2",
              CUDA_VISIBLE_DEVICES="")
   env.update(env_overrides or {})
-  return subprocess.run(
-      [sys.executable, os.path.join(REPO_DIR, script + ".py")] + list(args),
-      cwd=cwd or REPO_DIR, env=env, capture_output=True, text=True, timeout=timeout)
+  return env
+
+
+def free_port():
+  """A TCP port of 127.0.0.1 that nothing listens on now."""
+  with socket.socket() as sock:
+    sock.bind(("127.0.0.1", 0))
+    return sock.getsockname()[1]
+
+
+def loopback_tf_configs(num_workers=2):
+  """The TF_CONFIG of each worker of a cluster on 127.0.0.1, worker 0 first, as JSON text."""
+  cluster = {"worker": ["127.0.0.1:%d" % free_port() for _ in range(num_workers)]}
+  return [json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}})
+          for index in range(num_workers)]
 
 
 def temporary_outputs(directory):

@@ -8,7 +8,6 @@ estimator_setup.make_estimator, as the scripts do, with a tiny BERT and create_o
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import textwrap
@@ -211,11 +210,6 @@ BERT_CONFIG = {
 }
 
 
-def _free_port():
-  with socket.socket() as sock:
-    sock.bind(("127.0.0.1", 0))
-    return sock.getsockname()[1]
-
 
 def _write_spec(directory, name, runs, **settings):
   spec = dict(settings, runs=runs, results_file=str(directory / (name + "_results.json")))
@@ -278,7 +272,7 @@ def trained(tmp_path_factory):
   commands = []
   for worker_run in (run("multi_worker_unclipped", "multi_worker_mirrored", 1, UNCLIPPED),
                      run("multi_worker_2_micro_batches", "multi_worker_mirrored", 2, CLIPPED)):
-    cluster = {"worker": ["127.0.0.1:%d" % _free_port() for _ in range(2)]}
+    cluster = {"worker": ["127.0.0.1:%d" % support.free_port() for _ in range(2)]}
     for index in range(2):
       name = "%s_worker_%d" % (worker_run["name"], index)
       spec, _ = _write_spec(directory, name, [worker_run], **settings)

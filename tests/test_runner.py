@@ -12,7 +12,6 @@ runs in subprocesses through tests/runner_driver.py.
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import textwrap
@@ -389,11 +388,6 @@ def _run_processes(commands, log_dir):
           for process, (name, _, _) in zip(processes, commands)]
 
 
-def _free_port():
-  with socket.socket() as sock:
-    sock.bind(("127.0.0.1", 0))
-    return sock.getsockname()[1]
-
 
 def _run(name, model_dir, strategy, max_steps, train_batch_size=8, accumulation_steps=1):
   return {"name": name, "model_dir": str(model_dir), "strategy": strategy,
@@ -430,7 +424,7 @@ def distributed(tiny_model, tmp_path_factory):
 
   # A cluster of two workers, started twice: the second time both resume from the checkpoint.
   for max_steps in (3, 5):
-    cluster = {"worker": ["127.0.0.1:%d" % _free_port() for _ in range(2)]}
+    cluster = {"worker": ["127.0.0.1:%d" % support.free_port() for _ in range(2)]}
     commands = []
     for index in range(2):
       name = "worker_%d_to_%d" % (index, max_steps)
@@ -543,7 +537,7 @@ def test_a_second_signal_ends_the_process_at_once(tmp_path):
 
 @pytest.mark.slow
 def test_a_dead_worker_stops_the_other(tiny_model, tmp_path):
-  cluster = {"worker": ["127.0.0.1:%d" % _free_port() for _ in range(2)]}
+  cluster = {"worker": ["127.0.0.1:%d" % support.free_port() for _ in range(2)]}
   endless = _run("endless", tmp_path / "model", "multi_worker", 10 ** 9)
   processes = []
   for index in range(2):
@@ -575,7 +569,7 @@ def test_a_dead_worker_stops_the_other(tiny_model, tmp_path):
 @pytest.mark.slow
 def test_a_signal_to_one_worker_stops_all_at_the_same_step(tiny_model, tmp_path):
   model_dir = tmp_path / "model"
-  cluster = {"worker": ["127.0.0.1:%d" % _free_port() for _ in range(2)]}
+  cluster = {"worker": ["127.0.0.1:%d" % support.free_port() for _ in range(2)]}
 
   def run_workers(max_steps, signal_worker_1=False):
     """Trains on both workers; returns their exit codes and outputs.
