@@ -344,3 +344,44 @@ def test_an_empty_shard_among_others_is_passed_over(tmp_path):
   assert result.returncode == 0, result.stderr[-3000:]
   assert "--input_file: %s holds no records" % empty in result.stderr
   assert os.path.exists(str(tmp_path / "out" / "eval_results.txt"))
+
+
+@pytest.mark.slow
+def test_ctrl_c_stops_training_at_a_step_with_a_checkpoint_and_a_rerun_resumes(tmp_path):
+  output_dir = str(tmp_path / "output")
+  flags_of_run = [
+      "--task_name=MRPC", "--data_dir=" + support.fixture_path("classifier", "data"),
+      "--vocab_file=" + support.VOCAB_FILE, "--bert_config_file=" + MODEL_CONFIG,
+      "--max_seq_length=32", "--train_batch_size=10", "--do_train=true",
+      "--output_dir=" + output_dir, "--iterations_per_loop=10", "--save_checkpoints_steps=1000"]
+  # 300 training examples in batches of 10: 30 steps an epoch; 10,000 epochs never end here.
+  process = subprocess.Popen(
+      support.script_command("run_classifier", flags_of_run + ["--num_train_epochs=10000"]),
+      env=support.script_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+  try:
+    for line in process.stdout:
+      if "loss = " in line:  # Training runs.
+        break
+    process.send_signal(signal.SIGINT)
+    # Within a few seconds: the step ends, the checkpoint is saved, the process exits.
+    output = process.communicate(timeout=60)[0]
+  finally:
+    process.kill()
+  assert process.returncode == 128 + signal.SIGINT, output[-3000:]
+  assert "Traceback" not in output, output[-3000:]
+  last_line = output.strip().splitlines()[-1]
+  checkpoint = tf.train.latest_checkpoint(output_dir)
+  assert last_line == (
+      "ERROR: training stopped by SIGINT; the latest checkpoint is %s: training again resumes "
+      "from it" % checkpoint), last_line
+  stopped_at = int(tf.train.load_variable(checkpoint, "global_step"))
+  assert stopped_at >= 1
+
+  # The same command with an end in reach goes on from there to the end.
+  num_train_epochs = (stopped_at + 3.5) / 30
+  result = support.run_script("run_classifier", flags_of_run + [
+      "--num_train_epochs=%r" % num_train_epochs])
+  assert result.returncode == 0, result.stderr[-3000:]
+  assert "Restoring parameters from %s" % checkpoint in result.stderr
+  assert int(tf.train.load_variable(tf.train.latest_checkpoint(output_dir),
+                                    "global_step")) == stopped_at + 3
