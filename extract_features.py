@@ -11,6 +11,7 @@ from __future__ import division
 from __future__ import print_function
 
 import json
+import model_checks
 import re
 
 from absl import flags
@@ -166,7 +167,7 @@ def model_fn_builder(bert_config, init_checkpoint, layer_indexes, use_tpu,
         token_type_ids=features["input_type_ids"],
         use_one_hot_embeddings=use_one_hot_embeddings,
         compute_type=compute_type)
-    scaffold_fn = estimator_setup.init_from_checkpoint(init_checkpoint, use_tpu)
+    scaffold_fn = model_checks.init_from_checkpoint(init_checkpoint, use_tpu)
 
     all_layers = model.get_all_encoder_layers()
     predictions = {"unique_id": features["unique_ids"]}
@@ -371,7 +372,7 @@ def main(_):
   tf.logging.set_verbosity(tf.logging.INFO)
 
   options = estimator_setup.RunOptions.from_flag_values(FLAGS.flag_values_dict())
-  bert_config = estimator_setup.load_bert_config(FLAGS.bert_config_file, FLAGS.max_seq_length,
+  bert_config = model_checks.load_bert_config(FLAGS.bert_config_file, FLAGS.max_seq_length,
                                                  is_training=False)
   if FLAGS.max_seq_length < 3:
     raise script_io.InputError(
@@ -381,9 +382,9 @@ def main(_):
   script_io.require_file(FLAGS.input_file, "input_file")
   tokenizer = script_io.load_tokenizer(FLAGS.vocab_file, FLAGS.do_lower_case,
                                        FLAGS.init_checkpoint)
-  estimator_setup.check_vocab_fits_model(tokenizer.vocab, FLAGS.vocab_file, bert_config,
+  model_checks.check_vocab_fits_model(tokenizer.vocab, FLAGS.vocab_file, bert_config,
                                          FLAGS.bert_config_file)
-  estimator_setup.check_init_checkpoint(FLAGS.init_checkpoint, bert_config)
+  model_checks.check_init_checkpoint(FLAGS.init_checkpoint, bert_config)
   script_io.check_output_file(FLAGS.output_file, "output_file")
 
   examples = read_examples(FLAGS.input_file)

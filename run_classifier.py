@@ -21,6 +21,7 @@ import collections
 import csv
 import itertools
 import math
+import model_checks
 import os
 
 from absl import flags
@@ -37,6 +38,7 @@ import serving
 import tensorflow.compat.v1 as tf
 import tf_example
 import tokenization
+import training_guard
 
 flags.DEFINE_string(
     "data_dir", None,
@@ -713,7 +715,7 @@ def model_fn_builder(bert_config, num_labels, init_checkpoint, learning_rate, nu
         bert_config, is_training, features["input_ids"], features["input_mask"],
         features["segment_ids"], label_ids, num_labels, use_one_hot_embeddings, is_regression,
         compute_type)
-    scaffold_fn = estimator_setup.init_from_checkpoint(init_checkpoint, use_tpu)
+    scaffold_fn = model_checks.init_from_checkpoint(init_checkpoint, use_tpu)
 
     if mode == runner.ModeKeys.TRAIN:
       train_op = optimization.create_optimizer(
@@ -777,7 +779,7 @@ def _train(estimator, options, train_examples, label_list, tokenizer, num_train_
       train_file, FLAGS.max_seq_length, is_training=True, drop_remainder=True,
       is_regression=is_regression, trim_padding=options.trims_padding,
       batch_by_length=options.batch_by_length)
-  estimator_setup.train(estimator, train_input_fn, num_train_steps)
+  training_guard.train(estimator, train_input_fn, num_train_steps)
 
 
 def _evaluate(estimator, options, eval_examples, label_list, tokenizer):
@@ -895,15 +897,15 @@ def main(_):
   tokenizer = script_io.load_tokenizer(FLAGS.vocab_file, FLAGS.do_lower_case,
                                        FLAGS.init_checkpoint)
   processor = _processor_for_task(FLAGS.task_name)
-  bert_config = estimator_setup.load_bert_config(FLAGS.bert_config_file, FLAGS.max_seq_length,
+  bert_config = model_checks.load_bert_config(FLAGS.bert_config_file, FLAGS.max_seq_length,
                                                  FLAGS.do_train)
-  estimator_setup.check_vocab_fits_model(tokenizer.vocab, FLAGS.vocab_file, bert_config,
+  model_checks.check_vocab_fits_model(tokenizer.vocab, FLAGS.vocab_file, bert_config,
                                          FLAGS.bert_config_file)
-  estimator_setup.check_init_checkpoint(FLAGS.init_checkpoint, bert_config)
+  model_checks.check_init_checkpoint(FLAGS.init_checkpoint, bert_config)
   label_list = processor.get_labels()
   num_labels = 1 if label_list is None else len(label_list)
   script_io.check_output_dir(FLAGS.output_dir, "output_dir")
-  estimator_setup.check_output_dir_checkpoint(FLAGS.output_dir, bert_config, {
+  model_checks.check_output_dir_checkpoint(FLAGS.output_dir, bert_config, {
       "output_weights": [num_labels, bert_config.hidden_size], "output_bias": [num_labels]})
   if FLAGS.export_dir:
     script_io.check_output_dir(FLAGS.export_dir, "export_dir")

@@ -31,6 +31,7 @@ from __future__ import division
 from __future__ import print_function
 
 import collections
+import model_checks
 import os
 import random
 
@@ -49,6 +50,7 @@ import serving
 import tensorflow.compat.v1 as tf
 import tf_example
 import tokenization
+import training_guard
 import windowing
 
 flags.DEFINE_string(
@@ -584,7 +586,7 @@ def model_fn_builder(bert_config, num_labels, init_checkpoint, learning_rate, nu
     logits = create_model(
         bert_config, is_training, features["input_ids"], features["input_mask"],
         features["segment_ids"], num_labels, use_one_hot_embeddings, compute_type)
-    scaffold_fn = estimator_setup.init_from_checkpoint(init_checkpoint, use_tpu)
+    scaffold_fn = model_checks.init_from_checkpoint(init_checkpoint, use_tpu)
 
     if mode == runner.ModeKeys.TRAIN:
       total_loss = _tagging_loss(logits, features["label_ids"], features["label_weights"])
@@ -809,14 +811,14 @@ def main(_):
     serving.checkpoint_to_export(FLAGS.output_dir, FLAGS.init_checkpoint)
   tokenizer = script_io.load_tokenizer(FLAGS.vocab_file, FLAGS.do_lower_case,
                                        FLAGS.init_checkpoint)
-  bert_config = estimator_setup.load_bert_config(FLAGS.bert_config_file, FLAGS.max_seq_length,
+  bert_config = model_checks.load_bert_config(FLAGS.bert_config_file, FLAGS.max_seq_length,
                                                  FLAGS.do_train)
-  estimator_setup.check_vocab_fits_model(tokenizer.vocab, FLAGS.vocab_file, bert_config,
+  model_checks.check_vocab_fits_model(tokenizer.vocab, FLAGS.vocab_file, bert_config,
                                          FLAGS.bert_config_file)
-  estimator_setup.check_init_checkpoint(FLAGS.init_checkpoint, bert_config)
+  model_checks.check_init_checkpoint(FLAGS.init_checkpoint, bert_config)
   script_io.check_output_dir(FLAGS.output_dir, "output_dir")
   # The head's shapes depend on the labels; _check_checkpoint_labels checks them below.
-  estimator_setup.check_output_dir_checkpoint(FLAGS.output_dir, bert_config)
+  model_checks.check_output_dir_checkpoint(FLAGS.output_dir, bert_config)
   if FLAGS.export_dir:
     script_io.check_output_dir(FLAGS.export_dir, "export_dir")
 
@@ -877,7 +879,7 @@ def main(_):
     train_input_fn = input_fn_builder(train_file, FLAGS.max_seq_length, is_training=True,
                                       drop_remainder=True, trim_padding=options.trims_padding,
                                       batch_by_length=options.batch_by_length)
-    estimator_setup.train(make_estimator(FLAGS.predict_batch_size), train_input_fn,
+    training_guard.train(make_estimator(FLAGS.predict_batch_size), train_input_fn,
                           num_train_steps)
   if FLAGS.do_eval:
     predicted = _predict_set(

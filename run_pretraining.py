@@ -10,6 +10,7 @@ from __future__ import absolute_import
 from __future__ import division
 from __future__ import print_function
 
+import model_checks
 import os
 
 from absl import flags
@@ -21,6 +22,7 @@ import optimization
 import precision
 import runner
 import script_io
+import training_guard
 import tensorflow.compat.v1 as tf
 
 flags.DEFINE_string(
@@ -123,7 +125,7 @@ def model_fn_builder(bert_config, init_checkpoint, learning_rate, num_train_step
                                  features["next_sentence_labels"]))
     total_loss = masked_lm_loss + next_sentence_loss
 
-    scaffold_fn = estimator_setup.init_from_checkpoint(init_checkpoint, use_tpu)
+    scaffold_fn = model_checks.init_from_checkpoint(init_checkpoint, use_tpu)
 
     if mode == runner.ModeKeys.TRAIN:
       train_op = optimization.create_optimizer(
@@ -386,9 +388,9 @@ def main(_):
   estimator_setup.check_scale_options(options, FLAGS.train_batch_size,
                                       {"--do_eval": FLAGS.do_eval})
 
-  bert_config = estimator_setup.load_bert_config(FLAGS.bert_config_file, FLAGS.max_seq_length,
+  bert_config = model_checks.load_bert_config(FLAGS.bert_config_file, FLAGS.max_seq_length,
                                                  FLAGS.do_train)
-  estimator_setup.check_init_checkpoint(FLAGS.init_checkpoint, bert_config)
+  model_checks.check_init_checkpoint(FLAGS.init_checkpoint, bert_config)
   input_files = script_io.input_files_from_globs(FLAGS.input_file, "input_file")
   tf.logging.info("*** Input Files ***")
   for input_file in input_files:
@@ -396,7 +398,7 @@ def main(_):
   check_input_files(input_files, FLAGS.max_seq_length, FLAGS.max_predictions_per_seq,
                     bert_config.vocab_size)
   script_io.check_output_dir(FLAGS.output_dir, "output_dir")
-  estimator_setup.check_output_dir_checkpoint(FLAGS.output_dir, bert_config, {
+  model_checks.check_output_dir_checkpoint(FLAGS.output_dir, bert_config, {
       "cls/predictions/output_bias": [bert_config.vocab_size],
       "cls/seq_relationship/output_weights": [2, bert_config.hidden_size]})
 
@@ -425,7 +427,7 @@ def main(_):
         input_files, FLAGS.max_seq_length, FLAGS.max_predictions_per_seq, is_training=True,
         trim_padding=options.trims_padding, batch_by_length=options.batch_by_length)
     with input_pipeline.naming_corrupt_files(input_files):
-      estimator_setup.train(estimator, train_input_fn, FLAGS.num_train_steps)
+      training_guard.train(estimator, train_input_fn, FLAGS.num_train_steps)
 
   if FLAGS.do_eval:
     tf.logging.info("***** Running evaluation *****")

@@ -23,6 +23,7 @@ from __future__ import print_function
 import collections
 import json
 import math
+import model_checks
 import os
 import random
 import runner
@@ -41,6 +42,7 @@ import squad_metrics
 import tokenization
 import tensorflow.compat.v1 as tf
 import tf_example
+import training_guard
 import windowing
 
 flags.DEFINE_string(
@@ -579,7 +581,7 @@ def model_fn_builder(bert_config, init_checkpoint, learning_rate, num_train_step
         use_one_hot_embeddings=use_one_hot_embeddings,
         compute_type=compute_type)
 
-    scaffold_fn = estimator_setup.init_from_checkpoint(init_checkpoint, use_tpu)
+    scaffold_fn = model_checks.init_from_checkpoint(init_checkpoint, use_tpu)
 
     if mode == runner.ModeKeys.TRAIN:
       seq_length = modeling.get_shape_list(features["input_ids"])[1]
@@ -921,7 +923,7 @@ class FeatureWriter(object):
 def validate_flags_or_throw(options):
   """Checks the flags against each other and the run options made from them.
 
-  The sequence length is checked against the model by `estimator_setup.load_bert_config`.
+  The sequence length is checked against the model by `model_checks.load_bert_config`.
 
   Raises:
     script_io.InputError: naming the flag at fault.
@@ -1022,7 +1024,7 @@ def _train(estimator, tokenizer, num_train_steps, train_examples):
   train_input_fn = input_fn_builder(
       input_file=train_file, seq_length=FLAGS.max_seq_length, is_training=True,
       drop_remainder=True)
-  estimator_setup.train(estimator, train_input_fn, num_train_steps)
+  training_guard.train(estimator, train_input_fn, num_train_steps)
 
 
 def _predict(estimator, tokenizer, eval_examples):
@@ -1106,16 +1108,16 @@ def main(_):
   tf.logging.set_verbosity(tf.logging.INFO)
 
   options = estimator_setup.RunOptions.from_flag_values(FLAGS.flag_values_dict())
-  bert_config = estimator_setup.load_bert_config(FLAGS.bert_config_file, FLAGS.max_seq_length,
+  bert_config = model_checks.load_bert_config(FLAGS.bert_config_file, FLAGS.max_seq_length,
                                                  FLAGS.do_train)
   tokenizer = script_io.load_tokenizer(FLAGS.vocab_file, FLAGS.do_lower_case,
                                        FLAGS.init_checkpoint)
   validate_flags_or_throw(options)
-  estimator_setup.check_vocab_fits_model(tokenizer.vocab, FLAGS.vocab_file, bert_config,
+  model_checks.check_vocab_fits_model(tokenizer.vocab, FLAGS.vocab_file, bert_config,
                                          FLAGS.bert_config_file)
-  estimator_setup.check_init_checkpoint(FLAGS.init_checkpoint, bert_config)
+  model_checks.check_init_checkpoint(FLAGS.init_checkpoint, bert_config)
   script_io.check_output_dir(FLAGS.output_dir, "output_dir")
-  estimator_setup.check_output_dir_checkpoint(FLAGS.output_dir, bert_config, {
+  model_checks.check_output_dir_checkpoint(FLAGS.output_dir, bert_config, {
       "cls/squad/output_weights": [2, bert_config.hidden_size], "cls/squad/output_bias": [2]})
   if FLAGS.export_dir:
     script_io.check_output_dir(FLAGS.export_dir, "export_dir")

@@ -145,10 +145,12 @@ DRIVER_SCRIPT = textwrap.dedent("""
 
     import tensorflow.compat.v1 as tf
     import estimator_setup
+    import model_checks
     import modeling
     import optimization
     import runner
     import script_io
+    import training_guard
 
     NUM_UPDATES, SEQ_LENGTH = 3, 8
     data = np.random.RandomState(0)
@@ -173,7 +175,7 @@ DRIVER_SCRIPT = textwrap.dedent("""
       example_loss = tf.nn.sparse_softmax_cross_entropy_with_logits(
           labels=features["labels"], logits=logits)
       loss = loss_scale * tf.reduce_mean(example_loss)
-      estimator_setup.init_from_checkpoint(SPEC["init_checkpoint"], False)
+      model_checks.init_from_checkpoint(SPEC["init_checkpoint"], False)
       if mode == runner.ModeKeys.TRAIN:
         train_op = optimization.create_optimizer(
             loss, 0.01, NUM_UPDATES, 1, False, options.gradient_accumulation_steps)
@@ -191,7 +193,7 @@ DRIVER_SCRIPT = textwrap.dedent("""
             model_fn_builder(run["loss_scale"], options), run["output_dir"], options,
             train_batch_size=run.get("train_batch_size", 8),
             eval_batch_size=8, save_checkpoints_steps=100)
-        estimator_setup.train(estimator, input_fn, NUM_UPDATES)
+        training_guard.train(estimator, input_fn, NUM_UPDATES)
         evaluation = estimator.evaluate(input_fn=input_fn, steps=2)
         result["eval_loss"] = float(evaluation["example_loss"])
         result["global_step"] = int(evaluation["global_step"])

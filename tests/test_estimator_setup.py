@@ -2,14 +2,15 @@
 against the config) and while it trains (a NaN loss names its step; a failed start leaves no
 checkpoint for the next run to resume from)."""
 
+import model_checks
 import os
 import shutil
 
-import estimator_setup
 import modeling
 import pytest
 import script_io
 import support
+import training_guard
 import tensorflow.compat.v1 as tf
 
 MODEL_CONFIG = support.fixture_path("modeling", "bert_config.json")
@@ -25,12 +26,12 @@ def fixture_config(**overrides):
 
 def test_vocabulary_smaller_than_the_model_is_fine_and_larger_is_refused():
   vocab = {"[PAD]": 0, "[UNK]": 1, "the": 2}
-  estimator_setup.check_vocab_fits_model(vocab, "vocab.txt", fixture_config(vocab_size=3), "c")
-  estimator_setup.check_vocab_fits_model(vocab, "vocab.txt", fixture_config(vocab_size=9), "c")
+  model_checks.check_vocab_fits_model(vocab, "vocab.txt", fixture_config(vocab_size=3), "c")
+  model_checks.check_vocab_fits_model(vocab, "vocab.txt", fixture_config(vocab_size=9), "c")
   with pytest.raises(script_io.InputError, match=r"^--vocab_file vocab.txt has 3 tokens but "
                      r"--bert_config_file c has vocab_size=2: pass the vocab.txt and "
                      r"bert_config.json of the same model$"):
-    estimator_setup.check_vocab_fits_model(vocab, "vocab.txt", fixture_config(vocab_size=2), "c")
+    model_checks.check_vocab_fits_model(vocab, "vocab.txt", fixture_config(vocab_size=2), "c")
 
 
 def test_config_no_model_can_be_built_with_is_one_line(tmp_path):
@@ -38,19 +39,19 @@ def test_config_no_model_can_be_built_with_is_one_line(tmp_path):
   with pytest.raises(script_io.InputError, match=(
       r"^--bert_config_file: \S+bert_config.json is not a BERT config: BertConfig.hidden_size "
       r"\(64\) is not a multiple of num_attention_heads \(5\)$")):
-    estimator_setup.load_bert_config(config_file, 128)
+    model_checks.load_bert_config(config_file, 128)
   # Dropout is left out without training, as in the original.
   config_file = support.write_config(tmp_path / "bert_config.json", hidden_dropout_prob=1.0)
-  estimator_setup.load_bert_config(config_file, 128, is_training=False)
+  model_checks.load_bert_config(config_file, 128, is_training=False)
   with pytest.raises(script_io.InputError, match=r"hidden_dropout_prob must be a probability"):
-    estimator_setup.load_bert_config(config_file, 128, is_training=True)
+    model_checks.load_bert_config(config_file, 128, is_training=True)
 
 
 def test_output_dir_checkpoint_of_the_same_model_or_none_is_fine(tmp_path):
-  estimator_setup.check_output_dir_checkpoint(str(tmp_path / "absent"), fixture_config())
-  estimator_setup.check_output_dir_checkpoint(str(tmp_path), fixture_config())
+  model_checks.check_output_dir_checkpoint(str(tmp_path / "absent"), fixture_config())
+  model_checks.check_output_dir_checkpoint(str(tmp_path), fixture_config())
   support.copy_checkpoint(MODEL_CHECKPOINT, str(tmp_path))
-  estimator_setup.check_output_dir_checkpoint(str(tmp_path), fixture_config(), {
+  model_checks.check_output_dir_checkpoint(str(tmp_path), fixture_config(), {
       "cls/predictions/output_bias": [30522]})
 
 
@@ -68,7 +69,7 @@ def test_output_dir_checkpoint_of_the_same_model_or_none_is_fine(tmp_path):
 def test_output_dir_checkpoint_of_another_model(tmp_path, overrides, heads, difference):
   support.copy_checkpoint(MODEL_CHECKPOINT, str(tmp_path))
   with pytest.raises(script_io.InputError) as error:
-    estimator_setup.check_output_dir_checkpoint(str(tmp_path), fixture_config(**overrides),
+    model_checks.check_output_dir_checkpoint(str(tmp_path), fixture_config(**overrides),
                                                 heads)
   assert str(error.value) == (
       "--output_dir=%s holds a checkpoint of another model (model.ckpt-7: %s), which this run "
@@ -84,7 +85,7 @@ def test_output_dir_checkpoint_without_a_global_step(tmp_path):
   tf.train.update_checkpoint_state(str(tmp_path), str(tmp_path / "bert_model.ckpt"))
   with pytest.raises(script_io.InputError, match=(
       r"\(bert_model.ckpt: it has no variable global_step\), which this run would load")):
-    estimator_setup.check_output_dir_checkpoint(str(tmp_path), fixture_config())
+    model_checks.check_output_dir_checkpoint(str(tmp_path), fixture_config())
 
 
 def write_checkpoint(prefix, variables):
@@ -104,16 +105,16 @@ def test_init_checkpoint_without_bert_variables(tmp_path):
   with pytest.raises(script_io.InputError, match=(
       r"^--init_checkpoint=\S+other.ckpt holds no variable of a BERT model \(no "
       r"bert/embeddings/word_embeddings\): the model would train from random weights")):
-    estimator_setup.check_init_checkpoint(checkpoint, fixture_config())
+    model_checks.check_init_checkpoint(checkpoint, fixture_config())
 
 
 def test_init_checkpoint_with_another_number_of_layers_warns(monkeypatch):
   warnings = []
   monkeypatch.setattr(tf.logging, "warning", lambda message, *args: warnings.append(
       message % args))
-  estimator_setup.check_init_checkpoint(MODEL_CHECKPOINT, fixture_config())
+  model_checks.check_init_checkpoint(MODEL_CHECKPOINT, fixture_config())
   assert not warnings
-  estimator_setup.check_init_checkpoint(MODEL_CHECKPOINT, fixture_config(num_hidden_layers=1))
+  model_checks.check_init_checkpoint(MODEL_CHECKPOINT, fixture_config(num_hidden_layers=1))
   assert warnings == ["--init_checkpoint=%s has 2 encoder layers and the model 1: only the "
                       "first 1 are initialised from it" % MODEL_CHECKPOINT]
 
@@ -124,7 +125,7 @@ def test_initialisation_that_maps_no_variable_is_refused():
     with pytest.raises(script_io.InputError, match=(
         r"^--init_checkpoint=\S+bert_model.ckpt holds none of the model's 1 variables \(such "
         r"as output_weights\): pass a checkpoint of this model$")):
-      estimator_setup.init_from_checkpoint(MODEL_CHECKPOINT, use_tpu=False)
+      model_checks.init_from_checkpoint(MODEL_CHECKPOINT, use_tpu=False)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -137,8 +138,8 @@ def test_nan_loss_names_its_step():
     loss = tf.where(tf.equal(global_step, 3), float("nan"), 1.0)
     tf.add_to_collection(tf.GraphKeys.LOSSES, loss)
     train_op = tf.assign_add(global_step, 1)
-    hook = estimator_setup._NanLossStepHook()  # pylint: disable=protected-access
-    with pytest.raises(estimator_setup.NanLossError) as error:
+    hook = training_guard._NanLossStepHook()  # pylint: disable=protected-access
+    with pytest.raises(training_guard.NanLossError) as error:
       with tf.train.MonitoredSession(hooks=[hook]) as session:
         for _ in range(10):
           session.run(train_op)
@@ -161,7 +162,7 @@ class Failed(Exception):
 def run_and_fail(model_dir, names):
   """Writes the checkpoints `names` in the context manager's block, then fails."""
   with pytest.raises(Failed):
-    with estimator_setup.discarding_checkpoints_without_progress(model_dir):
+    with training_guard.discarding_checkpoints_without_progress(model_dir):
       os.makedirs(model_dir, exist_ok=True)
       for name in names:
         touch_checkpoint(model_dir, name)
@@ -198,6 +199,6 @@ def test_a_failed_resume_puts_the_checkpoint_state_back(tmp_path):
 
 def test_a_run_that_ends_well_keeps_its_checkpoints(tmp_path):
   model_dir = str(tmp_path)
-  with estimator_setup.discarding_checkpoints_without_progress(model_dir):
+  with training_guard.discarding_checkpoints_without_progress(model_dir):
     touch_checkpoint(model_dir, "model.ckpt-0")
   assert tf.train.latest_checkpoint(model_dir).endswith("model.ckpt-0")

@@ -2,6 +2,7 @@
 features, the input helpers and bad input."""
 
 import json
+import model_checks
 import os
 
 from absl import flags
@@ -10,7 +11,6 @@ import numpy as np
 import pytest
 
 import convert_hf_checkpoint
-import estimator_setup
 import script_io
 import support
 import tensorflow.compat.v1 as tf
@@ -307,12 +307,12 @@ def test_bad_flags(extract_features, tmp_path, overrides, message):
 
 
 def test_a_folder_naming_its_latest_checkpoint_is_one(tmp_path):
-  estimator_setup.check_init_checkpoint(None)
+  model_checks.check_init_checkpoint(None)
   tf.train.update_checkpoint_state(str(tmp_path), MODEL_CHECKPOINT)
-  estimator_setup.check_init_checkpoint(str(tmp_path))
+  model_checks.check_init_checkpoint(str(tmp_path))
   os.remove(str(tmp_path / "checkpoint"))
   with pytest.raises(script_io.InputError, match=r"^--init_checkpoint: no checkpoint at \S+$"):
-    estimator_setup.check_init_checkpoint(str(tmp_path))
+    model_checks.check_init_checkpoint(str(tmp_path))
 
 
 @pytest.mark.parametrize("vocab, message", [

@@ -15,8 +15,8 @@ import subprocess
 import pytest
 import tensorflow.compat.v1 as tf
 
-import estimator_setup
 import support
+import training_guard
 
 TIMEOUT_SECONDS = 240
 
@@ -238,7 +238,7 @@ def test_unreachable_peers_are_those_whose_port_is_closed():
     closed = "127.0.0.1:%d" % support.free_port()
     tf_config = {"cluster": {"chief": [answering], "worker": [closed, closed]},
                  "task": {"type": "worker", "index": 0}}
-    assert estimator_setup.unreachable_peers(json.dumps(tf_config)) == [
+    assert training_guard.unreachable_peers(json.dumps(tf_config)) == [
         "worker 1 (%s)" % closed]
-  assert estimator_setup.unreachable_peers(None) == []
-  assert estimator_setup.unreachable_peers("not JSON") == []
+  assert training_guard.unreachable_peers(None) == []
+  assert training_guard.unreachable_peers("not JSON") == []
