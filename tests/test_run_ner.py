@@ -574,8 +574,12 @@ def test_the_fine_tuned_checkpoint_converts_to_hugging_face_and_back(minilm_run,
 # Bad input: one line naming the file and line, exit status 1, no traceback.
 
 def tiny_checkpoint_with_head(directory, num_labels):
-  """A checkpoint holding only a tagging head for `num_labels` labels."""
+  """The fixture's pre-trained BERT with a tagging head for `num_labels` labels."""
+  pretrained = support.fixture_path("modeling", "bert_model.ckpt")
   with tf.Graph().as_default():
+    for name, _ in tf.train.list_variables(pretrained):
+      if name.startswith("bert/"):
+        tf.Variable(tf.train.load_variable(pretrained, name), name=name)
     tf.Variable(np.zeros([num_labels, 64], np.float32), name="cls/ner/output_weights")
     with tf.Session() as session:
       session.run(tf.global_variables_initializer())
