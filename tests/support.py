@@ -191,3 +191,25 @@ def copy_checkpoint(checkpoint, output_dir, global_step=7):
       tf.train.Saver().save(session, os.path.join(output_dir, "model.ckpt"),
                             global_step=global_step, write_meta_graph=False)
   return os.path.join(output_dir, "model.ckpt-%d" % global_step)
+
+
+def run_processes(commands, log_dir, timeout):
+  """Runs the (name, argv, env) commands at once; returns the (returncode, output) of each.
+
+  The output goes to files log_dir/<name>.log: a worker blocked on a full pipe would stall the
+  others' all-reduce. A process still running after `timeout` seconds is killed.
+  """
+  processes = []
+  for name, argv, env in commands:
+    with open(os.path.join(log_dir, name + ".log"), "w") as log:
+      processes.append(subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT))
+  try:
+    for process in processes:
+      process.wait(timeout=timeout)
+  finally:
+    for process in processes:
+      if process.poll() is None:
+        process.kill()
+        process.wait()
+  return [(process.returncode, open(os.path.join(log_dir, name + ".log")).read())
+          for process, (name, _, _) in zip(processes, commands)]

@@ -220,27 +220,6 @@ def _write_spec(directory, name, runs, **settings):
   return str(path), spec["results_file"]
 
 
-def _run_processes(commands, log_dir):
-  """Runs the (name, argv, env) commands at once; returns (returncode, output) of each.
-
-  The output goes to files: a worker blocked on a full pipe would stall the others' all-reduce.
-  """
-  processes = []
-  for name, argv, env in commands:
-    with open(os.path.join(log_dir, name + ".log"), "w") as log:
-      processes.append(subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT))
-  try:
-    for process in processes:
-      process.wait(timeout=TIMEOUT_SECONDS)
-  finally:
-    for process in processes:
-      if process.poll() is None:
-        process.kill()
-        process.wait()
-  return [(process.returncode, open(os.path.join(log_dir, name + ".log")).read())
-          for process, (name, _, _) in zip(processes, commands)]
-
-
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
   """Trains the tiny BERT on one device, on two mirrored CPUs and on two workers.
@@ -282,7 +261,8 @@ def trained(tmp_path_factory):
       commands.append((name, [sys.executable, str(script), spec],
                        _python_env(TF_CONFIG=json.dumps(tf_config))))
   worker_results = {}
-  for (name, _, _), (returncode, output) in zip(commands, _run_processes(commands, directory)):
+  worker_outputs = support.run_processes(commands, directory, TIMEOUT_SECONDS)
+  for (name, _, _), (returncode, output) in zip(commands, worker_outputs):
     assert returncode == 0, "%s:\n%s" % (name, output[-3000:])
     worker_results[name] = json.loads((directory / (name + "_results.json")).read_text())
 
@@ -300,8 +280,9 @@ def trained(tmp_path_factory):
           str(directory / "multi_worker_unclipped")),
   ]
   spec, results_file = _write_spec(directory, "single", runs, logical_cpus=2, **settings)
-  [(returncode, output)] = _run_processes(
-      [("single", [sys.executable, str(script), spec], _python_env())], directory)
+  [(returncode, output)] = support.run_processes(
+      [("single", [sys.executable, str(script), spec], _python_env())], directory,
+      TIMEOUT_SECONDS)
   assert returncode == 0, output[-3000:]
   results = json.loads(open(results_file).read())
   results["workers"] = worker_results

@@ -367,28 +367,6 @@ def _driver_command(directory, name, tiny_model, runs, **settings):
   return [sys.executable, runner_driver.__file__, str(spec_file)], results_file
 
 
-def _run_processes(commands, log_dir):
-  """Runs the (name, argv, env) commands at once; returns the (returncode, output) of each.
-
-  The output goes to files: a worker blocked on a full pipe would stall the others' all-reduce.
-  """
-  processes = []
-  for name, argv, env in commands:
-    with open(os.path.join(log_dir, name + ".log"), "w") as log:
-      processes.append(subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT))
-  try:
-    for process in processes:
-      process.wait(timeout=TIMEOUT_SECONDS)
-  finally:
-    for process in processes:
-      if process.poll() is None:
-        process.kill()
-        process.wait()
-  return [(process.returncode, open(os.path.join(log_dir, name + ".log")).read())
-          for process, (name, _, _) in zip(processes, commands)]
-
-
-
 def _run(name, model_dir, strategy, max_steps, train_batch_size=8, accumulation_steps=1):
   return {"name": name, "model_dir": str(model_dir), "strategy": strategy,
           "max_steps": max_steps, "train_batch_size": train_batch_size,
@@ -417,7 +395,8 @@ def distributed(tiny_model, tmp_path_factory):
            train_batch_size=7),
   ]
   argv, results_file = _driver_command(directory, "single", tiny_model, runs, logical_cpus=2)
-  [(returncode, output)] = _run_processes([("single", argv, _python_env())], directory)
+  [(returncode, output)] = support.run_processes([("single", argv, _python_env())], directory,
+                                                  TIMEOUT_SECONDS)
   assert returncode == 0, output[-3000:]
   with open(results_file) as reader:
     results = json.load(reader)
@@ -433,7 +412,8 @@ def distributed(tiny_model, tmp_path_factory):
                train_batch_size=8)])
       tf_config = {"cluster": cluster, "task": {"type": "worker", "index": index}}
       commands.append((name, argv, _python_env(TF_CONFIG=json.dumps(tf_config))))
-    for (name, _, _), (returncode, output) in zip(commands, _run_processes(commands, directory)):
+    worker_outputs = support.run_processes(commands, directory, TIMEOUT_SECONDS)
+    for (name, _, _), (returncode, output) in zip(commands, worker_outputs):
       assert returncode == 0, "%s:\n%s" % (name, output[-3000:])
   return directory, results
 
