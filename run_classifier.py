@@ -945,7 +945,8 @@ def main(_):
       eval_batch_size=FLAGS.eval_batch_size,
       predict_batch_size=FLAGS.predict_batch_size,
       save_checkpoints_steps=FLAGS.save_checkpoints_steps,
-      iterations_per_loop=FLAGS.iterations_per_loop)
+      iterations_per_loop=FLAGS.iterations_per_loop,
+      num_train_steps=num_train_steps)
 
   if FLAGS.do_train:
     _train(estimator, options, train_examples, label_list, tokenizer, num_train_steps)

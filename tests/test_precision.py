@@ -93,8 +93,27 @@ def test_configure_xla_on_a_machine_without_gpu(monkeypatch, use_xla, environmen
   for name, value in environment.items():
     monkeypatch.setenv(name, value)
   monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
+  monkeypatch.setattr(precision, "_tf_xla_flags_set_here", False)
   precision.configure_xla(use_xla)
   assert os.environ.get("TF_XLA_FLAGS") == expected
+  # Only the flags it set itself leave the choice of where XLA pays to the scripts.
+  assert precision._tf_xla_flags_set_here == (expected == precision.CPU_XLA_FLAGS)
+
+
+@pytest.mark.parametrize("use_xla, gpus, flags_set_here, num_train_steps, expected", [
+    (False, [], True, 5000, (False, False)),
+    # On CPU with the scripts' TF_XLA_FLAGS: long training only, never evaluation/prediction.
+    (True, [], True, precision.CPU_XLA_MIN_TRAIN_STEPS, (True, False)),
+    (True, [], True, precision.CPU_XLA_MIN_TRAIN_STEPS - 1, (False, False)),
+    (True, [], True, None, (False, False)),
+    # The user's own TF_XLA_FLAGS, or a GPU: wherever asked.
+    (True, [], False, 10, (True, True)),
+    (True, ["GPU:0"], True, 10, (True, True)),
+])
+def test_xla_modes(monkeypatch, use_xla, gpus, flags_set_here, num_train_steps, expected):
+  monkeypatch.setattr(tf.config, "list_physical_devices", lambda device_type: gpus)
+  monkeypatch.setattr(precision, "_tf_xla_flags_set_here", flags_set_here)
+  assert precision.xla_modes(use_xla, num_train_steps) == expected
 
 
 def test_xla_session_config():

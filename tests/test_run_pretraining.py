@@ -10,6 +10,7 @@ import sys
 import numpy as np
 import pytest
 import modeling
+import precision
 import support
 import tensorflow.compat.v1 as tf
 
@@ -201,15 +202,29 @@ def test_heads_on_the_fixture_checkpoint_match_the_reference_in_a_session():
     assert results[name] == pytest.approx(expected[name], abs=1e-4), name
 
 
-def test_use_xla_compiles_on_cpu_and_keeps_the_results(tmp_path):
-  """XLA needs TF_XLA_FLAGS set before absl's start-up lists the devices: it must compile."""
+def test_use_xla_compiles_on_cpu_with_the_users_tf_xla_flags_and_keeps_the_results(tmp_path):
+  """TF_XLA_FLAGS of the user's own: evaluation compiles, even on CPU, and gives the results."""
   result = support.run_script(
       "run_pretraining", fixture_eval_flags(str(tmp_path)) + ["--use_xla=true"],
-      env_overrides=dict(TF_CPP_MIN_LOG_LEVEL="0"))
+      env_overrides=dict(TF_CPP_MIN_LOG_LEVEL="0", TF_XLA_FLAGS=precision.CPU_XLA_FLAGS))
   assert result.returncode == 0, result.stderr[-3000:]
   assert "Compiled cluster using XLA" in result.stderr
   assert "XLA compiles nothing" not in result.stderr
   assert_eval_results_match_reference(str(tmp_path))
+
+
+def test_use_xla_leaves_evaluation_and_short_training_uncompiled_on_cpu(tiny_model, tmp_path):
+  """With the scripts' own TF_XLA_FLAGS, XLA compiles on CPU only where it pays."""
+  result = support.run_script(
+      "run_pretraining", tiny_model_flags(tiny_model, str(tmp_path)) + [
+          "--do_train=true", "--do_eval=true", "--num_train_steps=2", "--max_eval_steps=1",
+          "--use_xla=true"],
+      env_overrides=dict(TF_CPP_MIN_LOG_LEVEL="0"))
+  assert result.returncode == 0, result.stderr[-3000:]
+  assert "Compiled cluster using XLA" not in result.stderr
+  assert ("--use_xla: training without XLA: on a machine without GPU its compile time (seconds "
+          "per batch shape) pays back after about %d steps, and this run trains 2" %
+          precision.CPU_XLA_MIN_TRAIN_STEPS) in result.stderr
 
 
 def test_use_xla_warns_when_tf_xla_flags_leave_the_cpu_out(tmp_path):
