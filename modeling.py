@@ -157,7 +157,8 @@ class BertModel(object):
                token_type_ids=None,
                use_one_hot_embeddings=False,
                scope=None,
-               compute_type=tf.float32):
+               compute_type=tf.float32,
+               first_token_only=False):
     """Builds the model graph under variable scope `scope` ("bert" by default).
 
     With `compute_type` tf.bfloat16 or tf.float16 (mixed precision) the encoder computes in
@@ -178,6 +179,11 @@ class BertModel(object):
       scope: (optional) variable scope name. Defaults to "bert".
       compute_type: tf.float32 (the original graph), tf.bfloat16 or tf.float16; see
         `get_compute_type`, and `precision.compute_type_support` for the hardware.
+      first_token_only: bool. Compute the last layer for the first token only, all a
+        classifier on `get_pooled_output` reads (its keys and values still come from every
+        token): the same pooled output for a sixth of a 6-layer model's work less. The last of
+        `get_all_encoder_layers`, and `get_sequence_output`, then have that one position:
+        [batch_size, 1, hidden_size].
 
     Raises:
       ValueError: the config is invalid, an input has the wrong rank or shape, the sequence
@@ -246,7 +252,8 @@ class BertModel(object):
             hidden_dropout_prob=config.hidden_dropout_prob,
             attention_probs_dropout_prob=config.attention_probs_dropout_prob,
             initializer_range=config.initializer_range,
-            do_return_all_layers=True)
+            do_return_all_layers=True,
+            last_layer_first_token_only=first_token_only)
 
       # Heads and losses read float32 whatever the compute type (a cast to the same dtype is
       # the tensor itself).
@@ -825,7 +832,8 @@ def transformer_model(input_tensor,
                       hidden_dropout_prob=0.1,
                       attention_probs_dropout_prob=0.1,
                       initializer_range=0.02,
-                      do_return_all_layers=False):
+                      do_return_all_layers=False,
+                      last_layer_first_token_only=False):
   """The Transformer encoder of "Attention is All You Need" (https://arxiv.org/abs/1706.03762).
 
   Each layer `layer_N`: self-attention, projection, dropout, residual, layer norm
@@ -845,6 +853,8 @@ def transformer_model(input_tensor,
     attention_probs_dropout_prob: float, dropout probability of the attention probabilities.
     initializer_range: float, stddev of the kernel initializer.
     do_return_all_layers: bool. True: return the list of every layer's output; False: the last.
+    last_layer_first_token_only: bool. The last layer computes the output of the first
+      position only (attending to every position): [batch_size, 1, hidden_size].
 
   Returns:
     float Tensor of shape [batch_size, seq_length, hidden_size], or a list of
@@ -873,25 +883,33 @@ def transformer_model(input_tensor,
   for layer_idx in range(num_hidden_layers):
     with tf.variable_scope("layer_%d" % layer_idx):
       layer_input = prev_output
+      # The positions whose output the layer computes: all, or in a last layer computed for
+      # the first token only, that token: `from_input` = [B*F, hidden_size].
+      from_input, from_seq_length, from_mask = layer_input, seq_length, attention_mask
+      if last_layer_first_token_only and layer_idx == num_hidden_layers - 1:
+        from_seq_length = 1
+        from_input = tf.reshape(layer_input, [batch_size, seq_length, hidden_size])[:, 0, :]
+        if attention_mask is not None:
+          from_mask = attention_mask[:, :1, :]
 
       with tf.variable_scope("attention"):
         with tf.variable_scope("self"):
           attention_output = attention_layer(
-              from_tensor=layer_input,
+              from_tensor=from_input,
               to_tensor=layer_input,
-              attention_mask=attention_mask,
+              attention_mask=from_mask,
               num_attention_heads=num_attention_heads,
               size_per_head=attention_head_size,
               attention_probs_dropout_prob=attention_probs_dropout_prob,
               initializer_range=initializer_range,
               do_return_2d_tensor=True,
               batch_size=batch_size,
-              from_seq_length=seq_length,
+              from_seq_length=from_seq_length,
               to_seq_length=seq_length)
         with tf.variable_scope("output"):
           attention_output = dense(attention_output, hidden_size, initializer)
           attention_output = dropout(attention_output, hidden_dropout_prob)
-          attention_output = layer_norm(attention_output + layer_input)
+          attention_output = layer_norm(attention_output + from_input)
 
       with tf.variable_scope("intermediate"):
         intermediate_output = dense(attention_output, intermediate_size, initializer,
@@ -904,9 +922,12 @@ def transformer_model(input_tensor,
         prev_output = layer_output
         all_layer_outputs.append(layer_output)
 
-  if do_return_all_layers:
-    return [reshape_from_matrix(output, input_shape) for output in all_layer_outputs]
-  return reshape_from_matrix(prev_output, input_shape)
+  output_shapes = [input_shape] * num_hidden_layers
+  if last_layer_first_token_only:
+    output_shapes[-1] = [batch_size, 1, hidden_size]
+  outputs = [reshape_from_matrix(output, shape)
+             for output, shape in zip(all_layer_outputs, output_shapes)]
+  return outputs if do_return_all_layers else outputs[-1]
 
 
 def get_shape_list(tensor, expected_rank=None, name=None):

@@ -626,6 +626,7 @@ def create_model(bert_config, is_training, input_ids, input_mask, segment_ids, l
     use_one_hot_embeddings: bool, look embeddings up with a one-hot matmul (faster on TPU).
     is_regression: bool; the single output is a score trained with squared error.
     compute_type: the encoder's compute dtype (`modeling.BertModel`); the head is float32.
+      In half precision the last layer is computed for the first token only.
 
   Returns:
     (loss [], per_example_loss [batch_size], logits [batch_size, num_labels],
@@ -639,7 +640,10 @@ def create_model(bert_config, is_training, input_ids, input_mask, segment_ids, l
       input_mask=input_mask,
       token_type_ids=segment_ids,
       use_one_hot_embeddings=use_one_hot_embeddings,
-      compute_type=compute_type)
+      compute_type=compute_type,
+      # The head reads the first token only. In float32 the last layer stays whole: a matrix
+      # product of one row per example is rounded differently from the original's.
+      first_token_only=compute_type != tf.float32)
   output_layer = model.get_pooled_output()
   hidden_size = output_layer.shape[-1]
 
