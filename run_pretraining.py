@@ -119,7 +119,7 @@ def model_fn_builder(bert_config, init_checkpoint, learning_rate, num_train_step
     masked_lm_loss, masked_lm_example_loss, masked_lm_log_probs = get_masked_lm_output(
         bert_config, model.get_sequence_output(), model.get_embedding_table(),
         features["masked_lm_positions"], features["masked_lm_ids"],
-        features["masked_lm_weights"])
+        features["masked_lm_weights"], compute_type)
     next_sentence_loss, next_sentence_example_loss, next_sentence_log_probs = (
         get_next_sentence_output(bert_config, model.get_pooled_output(),
                                  features["next_sentence_labels"]))
@@ -192,7 +192,7 @@ def metric_fn(masked_lm_example_loss, masked_lm_log_probs, masked_lm_ids, masked
 
 
 def get_masked_lm_output(bert_config, input_tensor, output_weights, positions, label_ids,
-                         label_weights):
+                         label_weights, compute_type=tf.float32):
   """Predicts the masked tokens and computes their loss.
 
   The output projection is the word embedding table itself (tied weights), so only the
@@ -206,6 +206,9 @@ def get_masked_lm_output(bert_config, input_tensor, output_weights, positions, l
     label_ids: [batch_size, max_predictions_per_seq] int32, the original tokens there.
     label_weights: [batch_size, max_predictions_per_seq] float32, 1.0 for a real prediction
       and 0.0 for padding.
+    compute_type: the dtype of the product with the embedding table, the largest of
+      pre-training after the encoder's (`modeling.BertModel`'s compute type); the logits, the
+      softmax and the loss are float32.
 
   Returns:
     (loss, per_example_loss, log_probs): scalar float32 mean over real predictions;
@@ -225,8 +228,9 @@ def get_masked_lm_output(bert_config, input_tensor, output_weights, positions, l
 
     output_bias = tf.get_variable(
         "output_bias", shape=[bert_config.vocab_size], initializer=tf.zeros_initializer())
-    logits = tf.matmul(input_tensor, output_weights, transpose_b=True)
-    logits = tf.nn.bias_add(logits, output_bias)
+    logits = tf.matmul(tf.cast(input_tensor, compute_type), tf.cast(output_weights, compute_type),
+                       transpose_b=True)
+    logits = tf.nn.bias_add(tf.cast(logits, tf.float32), output_bias)
     log_probs = tf.nn.log_softmax(logits, axis=-1)
 
     label_ids = tf.reshape(label_ids, [-1])

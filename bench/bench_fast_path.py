@@ -89,12 +89,12 @@ INFERENCE_PATHS = (("original", [], True), ("default", [], False),
                    ("fast_fp32", INFERENCE_FAST_FLAGS[1:], False))
 
 
-def run(script, args, as_original):
+def run(script, args, as_original, env_overrides=None):
   """Runs a script (a name without .py); returns [(time, message)] of its log lines."""
   result = subprocess.run(
       [sys.executable, "-c", WRAPPER, "original" if as_original else "ours", script] + args,
       cwd=REPO, capture_output=True, text=True, check=False,
-      env=dict(os.environ, PYTHONPATH=REPO))
+      env=dict(os.environ, PYTHONPATH=REPO, **(env_overrides or {})))
   if result.returncode:
     raise RuntimeError(result.stderr[-3000:])
   lines = []
@@ -110,8 +110,12 @@ def first_time(lines, pattern, last=False):
   return times[-1] if last else times[0]
 
 
-def make_task(data_dir, vocab_file):
-  """Writes an MRPC-layout paraphrase task; returns the mean wordpiece length of the pairs."""
+def make_task(data_dir, vocab_file, num_train, num_dev, num_test):
+  """Writes an MRPC-layout paraphrase task of train, dev and test pairs.
+
+  Returns:
+    (the mean WordPiece length of the pairs, capped at MAX_SEQ_LENGTH; every pair's length).
+  """
   with open(vocab_file) as reader:
     words = [w.strip() for w in reader][2000:8000]
   words = [w for w in words if w.isalpha() and len(w) > 2]
@@ -131,8 +135,7 @@ def make_task(data_dir, vocab_file):
     return label, first, second
 
   lengths = []
-  for name, count in (("train", TRAIN_STEPS * BATCH_SIZE), ("dev", NUM_DEV),
-                      ("test", NUM_TEST)):
+  for name, count in (("train", num_train), ("dev", num_dev), ("test", num_test)):
     with open(os.path.join(data_dir, name + ".tsv"), "w") as writer:
       writer.write("Quality\t#1 ID\t#2 ID\t#1 String\t#2 String\n")
       for index in range(count):
@@ -172,7 +175,7 @@ def main():
   data_dir = os.path.join(work, "data")
   os.makedirs(data_dir)
   vocab = os.path.join(model_dir, "vocab.txt")
-  mean_length, lengths = make_task(data_dir, vocab)
+  mean_length, lengths = make_task(data_dir, vocab, TRAIN_STEPS * BATCH_SIZE, NUM_DEV, NUM_TEST)
   common = ["--task_name=mrpc", "--data_dir=" + data_dir, "--vocab_file=" + vocab,
             "--bert_config_file=" + os.path.join(model_dir, "bert_config.json"),
             "--max_seq_length=%d" % MAX_SEQ_LENGTH, "--do_lower_case=true"]
