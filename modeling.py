@@ -158,7 +158,7 @@ class BertModel(object):
                use_one_hot_embeddings=False,
                scope=None,
                compute_type=tf.float32,
-               first_token_only=False):
+               output_positions=None):
     """Builds the model graph under variable scope `scope` ("bert" by default).
 
     With `compute_type` tf.bfloat16 or tf.float16 (mixed precision) the encoder computes in
@@ -179,11 +179,13 @@ class BertModel(object):
       scope: (optional) variable scope name. Defaults to "bert".
       compute_type: tf.float32 (the original graph), tf.bfloat16 or tf.float16; see
         `get_compute_type`, and `precision.compute_type_support` for the hardware.
-      first_token_only: bool. Compute the last layer for the first token only, all a
-        classifier on `get_pooled_output` reads (its keys and values still come from every
-        token): the same pooled output for a sixth of a 6-layer model's work less. The last of
-        `get_all_encoder_layers`, and `get_sequence_output`, then have that one position:
-        [batch_size, 1, hidden_size].
+      output_positions: (optional) int32 Tensor of shape [batch_size, num_positions], the
+        positions a head reads (e.g. the masked ones of pre-training; none, [batch_size, 0],
+        for a classifier on `get_pooled_output`). The last layer is then computed at these
+        positions and the first token only, attending to every token as before: the same
+        outputs there for less work. `get_sequence_output`, and the last of
+        `get_all_encoder_layers`, are then [batch_size, num_positions, hidden_size], the
+        outputs at these positions in their order.
 
     Raises:
       ValueError: the config is invalid, an input has the wrong rank or shape, the sequence
@@ -253,16 +255,18 @@ class BertModel(object):
             attention_probs_dropout_prob=config.attention_probs_dropout_prob,
             initializer_range=config.initializer_range,
             do_return_all_layers=True,
-            last_layer_first_token_only=first_token_only)
+            last_layer_positions=_with_first_token(output_positions, batch_size))
 
       # Heads and losses read float32 whatever the compute type (a cast to the same dtype is
       # the tensor itself).
+      first_token_tensor = encoder_layers[-1][:, 0, :]
+      if output_positions is not None:
+        encoder_layers[-1] = encoder_layers[-1][:, 1:, :]
       self.all_encoder_layers = [tf.cast(layer, tf.float32) for layer in encoder_layers]
       self.sequence_output = self.all_encoder_layers[-1]
       # Pre-training taught the first token ([CLS]) to summarise the sequence (next sentence
       # prediction), so its hidden state is what a segment-level classifier reads.
       with tf.variable_scope("pooler"):
-        first_token_tensor = encoder_layers[-1][:, 0, :]
         pooled_output = dense(first_token_tensor, config.hidden_size,
                               create_initializer(config.initializer_range),
                               activation=tf.tanh, name="dense")
@@ -833,7 +837,7 @@ def transformer_model(input_tensor,
                       attention_probs_dropout_prob=0.1,
                       initializer_range=0.02,
                       do_return_all_layers=False,
-                      last_layer_first_token_only=False):
+                      last_layer_positions=None):
   """The Transformer encoder of "Attention is All You Need" (https://arxiv.org/abs/1706.03762).
 
   Each layer `layer_N`: self-attention, projection, dropout, residual, layer norm
@@ -853,8 +857,9 @@ def transformer_model(input_tensor,
     attention_probs_dropout_prob: float, dropout probability of the attention probabilities.
     initializer_range: float, stddev of the kernel initializer.
     do_return_all_layers: bool. True: return the list of every layer's output; False: the last.
-    last_layer_first_token_only: bool. The last layer computes the output of the first
-      position only (attending to every position): [batch_size, 1, hidden_size].
+    last_layer_positions: (optional) int32 Tensor of shape [batch_size, num_positions]: the
+      last layer computes the outputs at these positions only (attending to every position),
+      [batch_size, num_positions, hidden_size].
 
   Returns:
     float Tensor of shape [batch_size, seq_length, hidden_size], or a list of
@@ -883,14 +888,15 @@ def transformer_model(input_tensor,
   for layer_idx in range(num_hidden_layers):
     with tf.variable_scope("layer_%d" % layer_idx):
       layer_input = prev_output
-      # The positions whose output the layer computes: all, or in a last layer computed for
-      # the first token only, that token: `from_input` = [B*F, hidden_size].
+      # The positions whose output the layer computes: all, or in a last layer with
+      # `last_layer_positions`, those: `from_input` = [B*F, hidden_size].
       from_input, from_seq_length, from_mask = layer_input, seq_length, attention_mask
-      if last_layer_first_token_only and layer_idx == num_hidden_layers - 1:
-        from_seq_length = 1
-        from_input = tf.reshape(layer_input, [batch_size, seq_length, hidden_size])[:, 0, :]
+      if last_layer_positions is not None and layer_idx == num_hidden_layers - 1:
+        from_seq_length = get_shape_list(last_layer_positions, expected_rank=2)[1]
+        from_input = reshape_to_matrix(tf.gather(
+            tf.reshape(layer_input, input_shape), last_layer_positions, batch_dims=1))
         if attention_mask is not None:
-          from_mask = attention_mask[:, :1, :]
+          from_mask = tf.gather(attention_mask, last_layer_positions, batch_dims=1)
 
       with tf.variable_scope("attention"):
         with tf.variable_scope("self"):
@@ -923,11 +929,18 @@ def transformer_model(input_tensor,
         all_layer_outputs.append(layer_output)
 
   output_shapes = [input_shape] * num_hidden_layers
-  if last_layer_first_token_only:
-    output_shapes[-1] = [batch_size, 1, hidden_size]
+  if last_layer_positions is not None:
+    output_shapes[-1] = [batch_size, from_seq_length, hidden_size]
   outputs = [reshape_from_matrix(output, shape)
              for output, shape in zip(all_layer_outputs, output_shapes)]
   return outputs if do_return_all_layers else outputs[-1]
+
+
+def _with_first_token(positions, batch_size):
+  """Position 0 then `positions` ([batch_size, num_positions] int32), or None for None."""
+  if positions is None:
+    return None
+  return tf.concat([tf.zeros([batch_size, 1], positions.dtype), positions], axis=1)
 
 
 def get_shape_list(tensor, expected_rank=None, name=None):

@@ -641,9 +641,10 @@ def create_model(bert_config, is_training, input_ids, input_mask, segment_ids, l
       token_type_ids=segment_ids,
       use_one_hot_embeddings=use_one_hot_embeddings,
       compute_type=compute_type,
-      # The head reads the first token only. In float32 the last layer stays whole: a matrix
-      # product of one row per example is rounded differently from the original's.
-      first_token_only=compute_type != tf.float32)
+      # The head reads the pooled output only: no other position of the last layer. In
+      # float32 the last layer stays whole, as a matrix product of one row per example is
+      # rounded differently from the original's.
+      output_positions=None if compute_type == tf.float32 else input_ids[:, :0])
   output_layer = model.get_pooled_output()
   hidden_size = output_layer.shape[-1]
 

@@ -107,6 +107,10 @@ def model_fn_builder(bert_config, init_checkpoint, learning_rate, num_train_step
       tf.logging.info("  name = %s, shape = %s", name, features[name].shape)
 
     is_training = (mode == runner.ModeKeys.TRAIN)
+    # The heads read the masked positions and the pooled output only: in half precision the
+    # last layer is computed there only. In float32 it stays whole, as the original's is (the
+    # matrix products of fewer rows are rounded differently).
+    masked_positions = features["masked_lm_positions"]
     model = modeling.BertModel(
         config=bert_config,
         is_training=is_training,
@@ -114,11 +118,12 @@ def model_fn_builder(bert_config, init_checkpoint, learning_rate, num_train_step
         input_mask=features["input_mask"],
         token_type_ids=features["segment_ids"],
         use_one_hot_embeddings=use_one_hot_embeddings,
-        compute_type=compute_type)
+        compute_type=compute_type,
+        output_positions=None if compute_type == tf.float32 else masked_positions)
 
     masked_lm_loss, masked_lm_example_loss, masked_lm_log_probs = get_masked_lm_output(
         bert_config, model.get_sequence_output(), model.get_embedding_table(),
-        features["masked_lm_positions"], features["masked_lm_ids"],
+        masked_positions if compute_type == tf.float32 else None, features["masked_lm_ids"],
         features["masked_lm_weights"], compute_type)
     next_sentence_loss, next_sentence_example_loss, next_sentence_log_probs = (
         get_next_sentence_output(bert_config, model.get_pooled_output(),
@@ -200,9 +205,12 @@ def get_masked_lm_output(bert_config, input_tensor, output_weights, positions, l
 
   Args:
     bert_config: `modeling.BertConfig`.
-    input_tensor: [batch_size, seq_length, hidden_size] float32, the final encoder layer.
+    input_tensor: [batch_size, seq_length, hidden_size] float32, the final encoder layer; or
+      without `positions`, its outputs at the masked positions only, [batch_size,
+      max_predictions_per_seq, hidden_size] (`modeling.BertModel`'s output_positions).
     output_weights: [vocab_size, hidden_size] float32, the word embedding table.
-    positions: [batch_size, max_predictions_per_seq] int32, positions of the masked tokens.
+    positions: [batch_size, max_predictions_per_seq] int32, positions of the masked tokens;
+      None when `input_tensor` holds their outputs only.
     label_ids: [batch_size, max_predictions_per_seq] int32, the original tokens there.
     label_weights: [batch_size, max_predictions_per_seq] float32, 1.0 for a real prediction
       and 0.0 for padding.
@@ -215,7 +223,10 @@ def get_masked_lm_output(bert_config, input_tensor, output_weights, positions, l
     [batch_size * max_predictions_per_seq] float32;
     [batch_size * max_predictions_per_seq, vocab_size] float32.
   """
-  input_tensor = gather_indexes(input_tensor, positions)
+  if positions is None:
+    input_tensor = modeling.reshape_to_matrix(input_tensor)
+  else:
+    input_tensor = gather_indexes(input_tensor, positions)
 
   with tf.variable_scope("cls/predictions"):
     # One more non-linear layer before the output, as in pre-training only; fine-tuning drops it.

@@ -342,29 +342,34 @@ def test_padding_tokens_do_not_change_the_real_tokens_outputs():
 
 
 @pytest.mark.parametrize("compute_type", [tf.float32, tf.bfloat16])
-def test_first_token_only_gives_the_first_tokens_outputs(compute_type):
-  """The last layer for [CLS] alone: its row and the pooled output, with the same variables."""
+@pytest.mark.parametrize("positions", [[[], [], []], [[3, 1], [0, 5], [8, 8]]])
+def test_output_positions_give_the_outputs_there_and_the_pooled_output(compute_type, positions):
+  """The last layer at some positions (none: a classifier's), with the same variables."""
   input_ids, input_mask, token_type_ids = random_inputs(seed=8, batch_size=3, seq_length=9)
   input_mask[1, 4:] = 0
+  positions = np.array(positions, dtype=np.int32).reshape([3, -1])
   outputs, names = {}, {}
-  for first_token_only in (False, True):
+  for output_positions in (None, positions):
     with tf.Graph().as_default():
       tf.set_random_seed(8)
-      model = modeling.BertModel(tiny_config(), False, tf.constant(input_ids),
-                                 tf.constant(input_mask), tf.constant(token_type_ids),
-                                 compute_type=compute_type, first_token_only=first_token_only)
-      names[first_token_only] = [v.op.name for v in tf.global_variables()]
+      model = modeling.BertModel(
+          tiny_config(), False, tf.constant(input_ids), tf.constant(input_mask),
+          tf.constant(token_type_ids), compute_type=compute_type,
+          output_positions=None if output_positions is None else tf.constant(output_positions))
+      names[output_positions is None] = [v.op.name for v in tf.global_variables()]
+      assert model.get_all_encoder_layers()[-1] is model.get_sequence_output()
       with tf.Session() as session:
         session.run(tf.global_variables_initializer())
-        outputs[first_token_only] = session.run(
+        outputs[output_positions is None] = session.run(
             [model.get_sequence_output(), model.get_pooled_output(),
              model.get_all_encoder_layers()[0]])
   assert names[True] == names[False]
   (sequence, pooled, first_layer), (full_sequence, full_pooled, full_first_layer) = (
-      outputs[True], outputs[False])
-  assert sequence.shape == (3, 1, 32) and full_sequence.shape == (3, 9, 32)
+      outputs[False], outputs[True])
+  assert sequence.shape == positions.shape + (32,)
   tolerance = 1e-6 if compute_type == tf.float32 else 1e-2
-  np.testing.assert_allclose(sequence[:, 0], full_sequence[:, 0], atol=tolerance)
+  np.testing.assert_allclose(
+      sequence, np.take_along_axis(full_sequence, positions[:, :, None], axis=1), atol=tolerance)
   np.testing.assert_allclose(pooled, full_pooled, atol=tolerance)
   np.testing.assert_array_equal(first_layer, full_first_layer)
 
