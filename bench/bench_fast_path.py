@@ -49,7 +49,8 @@ LOG_EVERY_STEPS = 8
 WARM_UP_WINDOWS = 3  # of LOG_EVERY_STEPS steps: start-up and XLA compiling each new shape
 NUM_DEV = 320
 NUM_TEST = 3200
-# XLA pays in training; in prediction on CPU it only adds a compile per batch shape.
+# In training: on a machine without GPU, runs of fewer than precision.CPU_XLA_MIN_TRAIN_STEPS
+# steps, such as this one, then train without XLA (precision.xla_modes).
 TRAIN_FAST_FLAGS = ["--precision=bf16", "--use_xla=true", "--batch_by_length=true"]
 INFERENCE_FAST_FLAGS = ["--precision=bf16", "--batch_by_length=true"]
 
