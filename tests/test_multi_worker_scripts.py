@@ -16,6 +16,7 @@ import threading
 import pytest
 import tensorflow.compat.v1 as tf
 
+import script_io
 import support
 import training_guard
 
@@ -350,3 +351,12 @@ def test_the_lost_peers_are_those_closed_else_those_the_error_names_else_all():
         tf_config(["127.0.0.1:1", closed, answering[1]]), frozen) == "worker 1 (%s)" % closed
     assert training_guard.describe_lost_peers(three, "From /job:worker/replica:0/task:0:") == (
         "worker 1 (%s) or worker 2 (%s)" % tuple(answering))
+
+
+def test_an_unavailable_peer_outside_training_is_one_line_with_its_reason():
+  error = tf.errors.UnavailableError(None, None, (
+      "From /job:worker/replica:0/task:0:\nConnection reset by peer\nAdditional GRPC error "
+      "information from remote target /job:worker/replica:0/task:1"))
+  assert script_io.error_line(error) == (
+      "another worker of the cluster stopped answering (Connection reset by peer): restart "
+      "every worker with the same command to resume from the latest checkpoint")
