@@ -26,6 +26,7 @@ import precision
 import runner
 import script_io
 import tensorflow.compat.v1 as tf
+import training_guard
 
 DISTRIBUTION_STRATEGIES = ("none", "mirrored", "multi_worker_mirrored")
 
@@ -42,6 +43,8 @@ class RunOptions(object):
     use_tpu, tpu_name, tpu_zone, gcp_project, master, num_tpu_cores: the original's TPU flags.
     distribution_strategy: one of DISTRIBUTION_STRATEGIES, for training off TPU.
     num_gpus: the GPUs a mirrored strategy trains on, or None for all.
+    peer_timeout_seconds: with multi_worker_mirrored, how long another worker may go without
+      answering before this one stops (`training_guard.train`).
     gradient_accumulation_steps: micro-batches per update.
     precision: "fp32", "bf16" or "fp16" (`precision.compute_type_for`).
     use_xla: whether the sessions compile with XLA.
@@ -56,6 +59,7 @@ class RunOptions(object):
   num_tpu_cores: int = 8
   distribution_strategy: str = "none"
   num_gpus: Optional[int] = None
+  peer_timeout_seconds: int = training_guard.PEER_TIMEOUT_SECONDS
   gradient_accumulation_steps: int = 1
   precision: str = "fp32"
   use_xla: bool = False
@@ -69,6 +73,9 @@ class RunOptions(object):
                                  (strategy, ", ".join(DISTRIBUTION_STRATEGIES)))
     if steps < 1:
       raise script_io.InputError("--gradient_accumulation_steps=%d: must be 1 or more" % steps)
+    if self.peer_timeout_seconds < 1:
+      raise script_io.InputError("--peer_timeout_seconds=%d: must be 1 or more" %
+                                 self.peer_timeout_seconds)
     if self.use_tpu and strategy != "none":
       raise script_io.InputError(
           "--use_tpu trains on TPU cores with TPUEstimator; --distribution_strategy=%s is for "

@@ -51,6 +51,13 @@ def define_scale_flags():
       "Only used with --distribution_strategy=mirrored: the number of GPUs to train on (the "
       "first ones). Default: all visible GPUs, or the CPU when there is none.")
   flags.DEFINE_integer(
+      "peer_timeout_seconds", 300,
+      "Only used with --distribution_strategy=multi_worker_mirrored: when another worker has "
+      "not answered for this many seconds (its process frozen, its machine or network gone), "
+      "this one stops with a line naming it; restart every worker to resume. A worker that "
+      "died stops the others at once. Busy workers still answer: long steps, compilation and "
+      "checkpoint saves do not count.")
+  flags.DEFINE_integer(
       "gradient_accumulation_steps", 1,
       "Split each batch of --train_batch_size examples into this many micro-batches, run one "
       "after the other, and update the model once with their summed gradients. Steps "

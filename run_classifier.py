@@ -784,7 +784,7 @@ def _train(estimator, options, train_examples, label_list, tokenizer, num_train_
       train_file, FLAGS.max_seq_length, is_training=True, drop_remainder=True,
       is_regression=is_regression, trim_padding=options.trims_padding,
       batch_by_length=options.batch_by_length)
-  training_guard.train(estimator, train_input_fn, num_train_steps)
+  training_guard.train(estimator, train_input_fn, num_train_steps, options.peer_timeout_seconds)
 
 
 def _evaluate(estimator, options, eval_examples, label_list, tokenizer):

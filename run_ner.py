@@ -881,7 +881,7 @@ def main(_):
                                       drop_remainder=True, trim_padding=options.trims_padding,
                                       batch_by_length=options.batch_by_length)
     training_guard.train(make_estimator(FLAGS.predict_batch_size), train_input_fn,
-                          num_train_steps)
+                          num_train_steps, options.peer_timeout_seconds)
   if FLAGS.do_eval:
     predicted = _predict_set(
         make_estimator(FLAGS.eval_batch_size), options, data.dev,

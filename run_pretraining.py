@@ -443,7 +443,8 @@ def main(_):
         input_files, FLAGS.max_seq_length, FLAGS.max_predictions_per_seq, is_training=True,
         trim_padding=options.trims_padding, batch_by_length=options.batch_by_length)
     with input_pipeline.naming_corrupt_files(input_files):
-      training_guard.train(estimator, train_input_fn, FLAGS.num_train_steps)
+      training_guard.train(estimator, train_input_fn, FLAGS.num_train_steps,
+                           options.peer_timeout_seconds)
 
   if FLAGS.do_eval:
     tf.logging.info("***** Running evaluation *****")

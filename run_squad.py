@@ -1002,7 +1002,7 @@ def write_official_scores(predict_file, predictions, null_odds, output_eval_file
   _write_json(output_eval_file, scores)
 
 
-def _train(estimator, tokenizer, num_train_steps, train_examples):
+def _train(estimator, tokenizer, num_train_steps, train_examples, peer_timeout_seconds):
   train_file = os.path.join(FLAGS.output_dir, "train.tf_record")
   with script_io.atomic_output(train_file) as temporary:
     train_writer = FeatureWriter(filename=temporary, is_training=True)
@@ -1024,7 +1024,7 @@ def _train(estimator, tokenizer, num_train_steps, train_examples):
   train_input_fn = input_fn_builder(
       input_file=train_file, seq_length=FLAGS.max_seq_length, is_training=True,
       drop_remainder=True)
-  training_guard.train(estimator, train_input_fn, num_train_steps)
+  training_guard.train(estimator, train_input_fn, num_train_steps, peer_timeout_seconds)
 
 
 def _predict(estimator, tokenizer, eval_examples):
@@ -1166,7 +1166,7 @@ def main(_):
       num_train_steps=num_train_steps)
 
   if FLAGS.do_train:
-    _train(estimator, tokenizer, num_train_steps, train_examples)
+    _train(estimator, tokenizer, num_train_steps, train_examples, options.peer_timeout_seconds)
   if FLAGS.do_predict:
     _predict(estimator, tokenizer, eval_examples)
   if FLAGS.export_dir:

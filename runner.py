@@ -110,7 +110,9 @@ class Runner(object):
   the latest checkpoint of model_dir, which must be a directory they share, and only the chief
   writes into it. The strategy must have been built eagerly (TensorFlow 2's default), which
   starts this worker's server. A worker that dies makes the others fail at their next step
-  (tf.errors.UnavailableError); a signal to one worker stops them all after the same step.
+  (tf.errors.UnavailableError); one that freezes makes them wait inside TensorFlow
+  (`training_guard.PeerWatch` ends such a wait); a signal to one worker stops them all after
+  the same step.
   """
 
   def __init__(self, model_fn, model_dir, train_batch_size=None, eval_batch_size=None,
@@ -156,6 +158,11 @@ class Runner(object):
       if train_batch_size is not None and train_batch_size % num_replicas:
         raise ValueError("train_batch_size=%d cannot be shared evenly by %d replicas" %
                          (train_batch_size, num_replicas))
+
+  @property
+  def multi_worker(self):
+    """Whether training runs under a multi-worker strategy, with the processes of TF_CONFIG."""
+    return self._strategy is not None and self._strategy.extended.experimental_between_graph
 
   def eval_dir(self, name=None):
     """The directory of the evaluation summaries: model_dir/eval or model_dir/eval_<name>."""
@@ -298,7 +305,7 @@ class Runner(object):
   def _check_not_multi_worker(self, action):
     # A worker that is not the chief could read the checkpoint before the chief has written the
     # last one, or not see it at all when model_dir is not shared.
-    if self._strategy is not None and self._strategy.extended.experimental_between_graph:
+    if self.multi_worker:
       raise ValueError("a Runner under a multi-worker strategy only trains: %s with a Runner "
                        "without a strategy on the same model_dir" % action)
 

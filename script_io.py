@@ -61,7 +61,7 @@ class Terminated(KeyboardInterrupt):
 TRACEBACK_VARIABLE = "BERT_TRACEBACK"
 
 # The lines of a TensorFlow error message that only say where it happened.
-_TENSORFLOW_CONTEXT = ("Graph execution error", "Detected at node", "Node:")
+_TENSORFLOW_CONTEXT = ("Graph execution error", "Detected at node", "Node:", "From /job:")
 
 # The nodes that read checkpoints: tf.train.init_from_checkpoint's, and a Saver's.
 _CHECKPOINT_READING_NODES = ("checkpoint_initializer", "RestoreV2")
@@ -122,6 +122,19 @@ def run_main(main, before_start=None):
       _exit(128 + signal_number)
 
 
+def end_with_error(line):
+  """Prints "ERROR: line" and ends the process at once with status 1, from any thread.
+
+  For a worker whose main thread is blocked inside TensorFlow, waiting for a peer that stopped
+  answering (`training_guard.PeerWatch`): no exception or signal handler reaches that thread.
+  What the scripts write is complete or not there yet: outputs are renamed into place once
+  whole (`atomic_output`), and a checkpoint counts (in the "checkpoint" file, where training
+  resumes from) only once TensorFlow has written all of it.
+  """
+  print("ERROR: %s" % line, file=sys.stderr)
+  _end_process(1)
+
+
 def _exit(status):
   """Ends the process with `status`, leaving the line just printed the last of its output.
 
@@ -131,11 +144,16 @@ def _exit(status):
   `sys.exit`.
   """
   if os.environ.get("TF_CONFIG"):
-    logging.shutdown()
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(status)  # pylint: disable=protected-access
+    _end_process(status)
   sys.exit(status)
+
+
+def _end_process(status):
+  """Flushes the logs and the output streams, then ends the process with `status` at once."""
+  logging.shutdown()
+  sys.stdout.flush()
+  sys.stderr.flush()
+  os._exit(status)  # pylint: disable=protected-access
 
 
 def error_line(error):

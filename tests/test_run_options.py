@@ -44,6 +44,7 @@ def test_from_flag_values_keeps_the_defaults_of_flags_a_script_lacks():
      "--gradient_accumulation_steps=4: gradient accumulation is not supported with --use_tpu; "
      "use more TPU cores (--num_tpu_cores) for a larger batch"),
     ({"gradient_accumulation_steps": 0}, "--gradient_accumulation_steps=0: must be 1 or more"),
+    ({"peer_timeout_seconds": 0}, "--peer_timeout_seconds=0: must be 1 or more"),
     ({"distribution_strategy": "multi_worker_mirrored", "num_gpus": 2},
      "--num_gpus is only for --distribution_strategy=mirrored; each worker of "
      "multi_worker_mirrored trains on all its visible GPUs (set CUDA_VISIBLE_DEVICES)"),
