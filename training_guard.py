@@ -23,9 +23,6 @@ import time
 import numpy as np
 import script_io
 import tensorflow.compat.v1 as tf
-# TensorFlow's probe of a peer's server (what MultiWorkerMirroredStrategy's own health check
-# called before the coordination service replaced it) has no public name.
-from tensorflow.python.eager import context as tf_context
 
 # How long another worker may go without answering before the others stop: the default of
 # --peer_timeout_seconds.
@@ -279,8 +276,12 @@ def probe_peer(task, timeout_seconds):
     task: a `_Task` of the cluster.
     timeout_seconds: how long to wait for the answer.
   """
+  # TensorFlow's probe of a peer's server (what MultiWorkerMirroredStrategy's own health check
+  # called before the coordination service replaced it) has no public name: the one import of
+  # TensorFlow's internals, made only where a multi-worker run needs it.
+  from tensorflow.python.eager import context  # pylint: disable=g-import-not-at-top
   try:
-    tf_context.context().check_collective_ops_peer_health(
+    context.context().check_collective_ops_peer_health(
         task.device, timeout_in_ms=int(timeout_seconds * 1000))
   except (tf.errors.UnavailableError, tf.errors.DeadlineExceededError,
           tf.errors.FailedPreconditionError):
