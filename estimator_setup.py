@@ -171,7 +171,7 @@ def check_scale_options(options, train_batch_size, other_work):
 
 def make_estimator(model_fn, output_dir, options, train_batch_size=None, eval_batch_size=None,
                    predict_batch_size=None, save_checkpoints_steps=None,
-                   iterations_per_loop=1000, num_train_steps=None):
+                   iterations_per_loop=1000):
   """Builds what trains, evaluates and predicts with a script's `model_fn`.
 
   With use_tpu, the TPUEstimator of the original scripts (TensorFlow 2.15, the last release
@@ -179,7 +179,7 @@ def make_estimator(model_fn, output_dir, options, train_batch_size=None, eval_ba
   training under the `tf.distribute` strategy of distribution_strategy, with evaluation and
   prediction on one device so every example counts once. Both give the same results (the tests
   compare them to the bit); with use_xla their sessions compile with XLA where it pays
-  (`precision.xla_modes`: on a machine without GPU, long training runs only).
+  (`precision.xla_pays`).
 
   With gradient_accumulation_steps N the input_fn gives micro-batches of train_batch_size / N
   examples (divided again among the replicas of a strategy); the model_fn, built for the same
@@ -195,7 +195,6 @@ def make_estimator(model_fn, output_dir, options, train_batch_size=None, eval_ba
       None saves none at all (for runs that only predict from an init_checkpoint).
     iterations_per_loop: steps per TPU loop; off TPU, steps between the log lines of the
       training speed (at most 100).
-    num_train_steps: the steps the run trains, or None when it does not train.
 
   Returns:
     A `runner.Runner`, or with use_tpu a `tf.estimator.tpu.TPUEstimator`: both
@@ -224,7 +223,6 @@ def make_estimator(model_fn, output_dir, options, train_batch_size=None, eval_ba
           "--train_batch_size: micro-batches of %d examples cannot be shared evenly by the %d "
           "replicas of --distribution_strategy=%s" %
           (train_batch_size, num_replicas, options.distribution_strategy))
-  xla_in_training, xla_in_inference = precision.xla_modes(options.use_xla, num_train_steps)
   return runner.Runner(
       model_fn, output_dir,
       train_batch_size=train_batch_size,
@@ -232,8 +230,7 @@ def make_estimator(model_fn, output_dir, options, train_batch_size=None, eval_ba
       predict_batch_size=predict_batch_size,
       save_checkpoints_steps=save_checkpoints_steps,
       log_step_count_steps=min(iterations_per_loop, 100),
-      session_config=precision.xla_session_config(None, xla_in_training),
-      inference_session_config=precision.xla_session_config(None, xla_in_inference),
+      session_config=precision.xla_session_config(None, precision.xla_pays(options.use_xla)),
       strategy=strategy)
 
 

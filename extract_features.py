@@ -424,4 +424,4 @@ if __name__ == "__main__":
   flags.mark_flag_as_required("bert_config_file")
   flags.mark_flag_as_required("init_checkpoint")
   flags.mark_flag_as_required("output_file")
-  script_io.run_main(main, before_start=lambda: precision.configure_xla(FLAGS.use_xla))
+  script_io.run_main(main)

@@ -4,8 +4,8 @@
 `compute_type`); `compute_type_for` falls back to float32, with one warning, on hardware without
 fast units for it (`compute_type_support` looks at the GPU, or at the CPU's feature flags).
 `mixed_precision_optimizer_options` is what the optimizer needs for that dtype. --use_xla
-compiles the sessions with XLA (`xla_session_config`) where it pays (`xla_modes`); on a
-machine without GPU that needs TF_XLA_FLAGS set before TensorFlow starts (`configure_xla`).
+compiles the sessions with XLA (`xla_session_config`) where it pays (`xla_pays`): on GPU, or
+on CPU when the user's TF_XLA_FLAGS ask for it.
 """
 
 from __future__ import absolute_import
@@ -113,86 +113,37 @@ def mixed_precision_optimizer_options(compute_type):
   return dict(loss_scaling=compute_type == tf.float16, fused=compute_type != tf.float32)
 
 
-# TF_XLA_FLAGS for --use_xla on CPU: XLA fuses the element-wise work and leaves the matrix
-# multiplications to oneDNN, whose bfloat16 kernels use AMX (XLA's own CPU ones do not).
+# TF_XLA_FLAGS that make XLA compile on a machine without GPU, where the scripts leave it off
+# (`xla_pays`): XLA fuses the element-wise work and leaves the matrix multiplications to
+# oneDNN, whose bfloat16 kernels use AMX (XLA's own CPU ones do not).
 CPU_XLA_FLAGS = "--tf_xla_cpu_global_jit --tf_xla_ops_to_cluster=FUSIBLE"
 
 
-# On a machine without GPU, XLA compiles the training graph for a few seconds per batch shape
-# (about 4 s for a 6-layer model here, up to 16 shapes with the scripts' length rounding) and
-# then makes each step about 12% faster: it pays back only over long runs. Eval and prediction
-# gain nothing on CPU (grappler already fuses bias and GELU into oneDNN's matmul), so there it
-# only compiles. Measured with bench/bench_whole_run.py.
-CPU_XLA_MIN_TRAIN_STEPS = 1000
+def xla_pays(use_xla):
+  """Whether the sessions compile with XLA for --use_xla (`use_xla`) on this machine.
 
-# Whether configure_xla set TF_XLA_FLAGS in this process (rather than the user, before it).
-_tf_xla_flags_set_here = False
-
-
-def configure_xla(use_xla):
-  """With `use_xla` (flag --use_xla) on a machine without a GPU, sets TF_XLA_FLAGS.
-
-  TensorFlow reads TF_XLA_FLAGS once, when it first looks for devices (and without
-  --tf_xla_cpu_global_jit, XLA compiles nothing on CPU), which absl's start-up already does:
-  the scripts call this from `script_io.run_main`'s `before_start`. Flags the user set are left
-  alone. Whether there is a GPU is judged from the NVIDIA driver, as TensorFlow cannot be asked
-  yet.
+  With a GPU, yes. On a machine without GPU XLA made every benchmark here slower
+  (bench/bench_whole_run.py, bench/bench_pretraining.py: its steps ran at 0.6x to 0.8x the
+  speed of those without it, and it compiles each batch shape for seconds on top): its CPU kernels
+  of the element-wise work use fewer cores than TensorFlow's own. So there it compiles only
+  when the user's TF_XLA_FLAGS, set before the script starts, ask for it with
+  --tf_xla_cpu_global_jit (e.g. CPU_XLA_FLAGS); otherwise one line says that it runs without.
   """
-  global _tf_xla_flags_set_here
-  if not use_xla or "TF_XLA_FLAGS" in os.environ:
-    return
-  if not _nvidia_gpu_visible():
-    os.environ["TF_XLA_FLAGS"] = CPU_XLA_FLAGS
-    _tf_xla_flags_set_here = True
-
-
-def xla_modes(use_xla, num_train_steps):
-  """Where --use_xla compiles: returns (in training, in evaluation and prediction), bools.
-
-  With a GPU, or with TF_XLA_FLAGS of the user's own (an explicit choice), wherever asked. On
-  a machine without GPU, under the TF_XLA_FLAGS of `configure_xla`: training only when it runs
-  at least CPU_XLA_MIN_TRAIN_STEPS steps, evaluation and prediction never; a line says so.
-
-  Args:
-    use_xla: bool, the flag --use_xla.
-    num_train_steps: the steps the run trains, or None when it does not train.
-  """
-  if not use_xla:
-    return False, False
-  if tf.config.list_physical_devices("GPU") or not _tf_xla_flags_set_here:
-    return True, True
-  in_training = (num_train_steps or 0) >= CPU_XLA_MIN_TRAIN_STEPS
-  if num_train_steps and not in_training:
-    tf.logging.info(
-        "--use_xla: training without XLA: on a machine without GPU its compile time (seconds "
-        "per batch shape) pays back after about %d steps, and this run trains %d. Evaluation "
-        "and prediction run without XLA on CPU, where it gains nothing", CPU_XLA_MIN_TRAIN_STEPS,
-        num_train_steps)
-  else:
-    tf.logging.info("--use_xla: %sevaluation and prediction run without XLA on a machine "
-                    "without GPU, where it gains nothing", "training compiles with XLA; " if
-                    in_training else "")
-  return in_training, False
-
-
-def _nvidia_gpu_visible():
-  """Whether the NVIDIA driver shows a GPU that CUDA_VISIBLE_DEVICES leaves visible."""
-  if os.environ.get("CUDA_VISIBLE_DEVICES", "0").strip() in ("", "-1"):
-    return False
-  gpus_dir = "/proc/driver/nvidia/gpus"
-  return (os.path.isdir(gpus_dir) and bool(os.listdir(gpus_dir))) or os.path.exists("/dev/dxg")
+  if not use_xla or tf.config.list_physical_devices("GPU"):
+    return use_xla
+  if "--tf_xla_cpu_global_jit" in os.environ.get("TF_XLA_FLAGS", ""):
+    return True
+  tf.logging.info(
+      "--use_xla: running without XLA: on a machine without GPU it is slower than TensorFlow's "
+      "own kernels. To compile anyway, start the script with TF_XLA_FLAGS=\"%s\"",
+      CPU_XLA_FLAGS)
+  return False
 
 
 def xla_session_config(session_config, use_xla):
   """Sets XLA on `session_config` (a tf.ConfigProto or None) if `use_xla`; returns it."""
   if not use_xla:
     return session_config
-  if (not tf.config.list_physical_devices("GPU") and
-      "--tf_xla_cpu_global_jit" not in os.environ.get("TF_XLA_FLAGS", "")):
-    tf.logging.warning(
-        "--use_xla: XLA compiles nothing on a machine without GPU unless TF_XLA_FLAGS has "
-        "--tf_xla_cpu_global_jit when TensorFlow starts (e.g. TF_XLA_FLAGS=\"%s\")",
-        CPU_XLA_FLAGS)
   session_config = session_config or tf.ConfigProto(allow_soft_placement=True)
   session_config.graph_options.optimizer_options.global_jit_level = (
       tf.OptimizerOptions.ON_1)

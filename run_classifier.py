@@ -950,8 +950,7 @@ def main(_):
       eval_batch_size=FLAGS.eval_batch_size,
       predict_batch_size=FLAGS.predict_batch_size,
       save_checkpoints_steps=FLAGS.save_checkpoints_steps,
-      iterations_per_loop=FLAGS.iterations_per_loop,
-      num_train_steps=num_train_steps)
+      iterations_per_loop=FLAGS.iterations_per_loop)
 
   if FLAGS.do_train:
     _train(estimator, options, train_examples, label_list, tokenizer, num_train_steps)
@@ -1101,4 +1100,4 @@ if __name__ == "__main__":
   flags.mark_flag_as_required("vocab_file")
   flags.mark_flag_as_required("bert_config_file")
   flags.mark_flag_as_required("output_dir")
-  script_io.run_main(main, before_start=lambda: precision.configure_xla(FLAGS.use_xla))
+  script_io.run_main(main)

@@ -433,8 +433,7 @@ def main(_):
       train_batch_size=FLAGS.train_batch_size,
       eval_batch_size=FLAGS.eval_batch_size,
       save_checkpoints_steps=FLAGS.save_checkpoints_steps,
-      iterations_per_loop=FLAGS.iterations_per_loop,
-      num_train_steps=FLAGS.num_train_steps if FLAGS.do_train else None)
+      iterations_per_loop=FLAGS.iterations_per_loop)
 
   if FLAGS.do_train:
     tf.logging.info("***** Running training *****")
@@ -461,4 +460,4 @@ if __name__ == "__main__":
   flags.mark_flag_as_required("input_file")
   flags.mark_flag_as_required("bert_config_file")
   flags.mark_flag_as_required("output_dir")
-  script_io.run_main(main, before_start=lambda: precision.configure_xla(FLAGS.use_xla))
+  script_io.run_main(main)

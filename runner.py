@@ -117,8 +117,7 @@ class Runner(object):
 
   def __init__(self, model_fn, model_dir, train_batch_size=None, eval_batch_size=None,
                predict_batch_size=None, save_checkpoints_steps=None, keep_checkpoint_max=5,
-               log_step_count_steps=100, session_config=None, strategy=None,
-               inference_session_config=None):
+               log_step_count_steps=100, session_config=None, strategy=None):
     """Creates a Runner; nothing runs until train, evaluate or predict.
 
     Args:
@@ -135,8 +134,6 @@ class Runner(object):
       session_config: a `tf.ConfigProto`, or None for Estimator's default; under a strategy,
         its inter-op threads are raised to what the all-reduces need.
       strategy: a `tf.compat.v1.distribute` strategy to train under, or None for one device.
-      inference_session_config: the `tf.ConfigProto` of evaluation and prediction, or None
-        for session_config's.
 
     Raises:
       ValueError: train_batch_size is not a multiple of the strategy's replicas.
@@ -151,8 +148,6 @@ class Runner(object):
     self._log_step_count_steps = log_step_count_steps
     self._strategy = strategy
     self._session_config = _session_config(session_config, strategy)
-    self._inference_session_config = _session_config(
-        inference_session_config or session_config, strategy)
     if strategy is not None:
       num_replicas = strategy.num_replicas_in_sync
       if train_batch_size is not None and train_batch_size % num_replicas:
@@ -412,7 +407,7 @@ class Runner(object):
     return tf.train.MonitoredSession(
         session_creator=tf.train.ChiefSessionCreator(
             scaffold=scaffold, checkpoint_filename_with_path=checkpoint_path,
-            config=self._inference_session_config),
+            config=self._session_config),
         hooks=hooks)
 
 

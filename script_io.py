@@ -30,7 +30,6 @@ import traceback
 import uuid
 
 from absl import app
-from absl import flags
 import runner
 import tensorflow.compat.v1 as tf
 import tokenization
@@ -70,7 +69,7 @@ _CHECKPOINT_READING_NODES = ("checkpoint_initializer", "RestoreV2")
 _ID_OUT_OF_RANGE = re.compile(r"indices\[[\d,]*\] = -?\d+ is not in \[0, (\d+)\)")
 
 
-def run_main(main, before_start=None):
+def run_main(main):
   """Runs `main` with absl's `app.run`; the errors of `error_line` end it with one line.
 
   Such an error prints "ERROR: <line>" and exits with status 1; Ctrl-C (KeyboardInterrupt) and
@@ -82,17 +81,7 @@ def run_main(main, before_start=None):
 
   Args:
     main: the script's main(argv).
-    before_start: optional function to call with the flags parsed but before TensorFlow looks
-      for its devices, which happens in `app.run` ahead of `main` (TensorFlow registers a
-      start-up callback with absl): environment variables TensorFlow reads once go here.
   """
-  if before_start is not None:
-    try:
-      flags.FLAGS(sys.argv, known_only=True)
-    except flags.Error:
-      pass  # app.run reports bad flags itself.
-    else:
-      before_start()
 
   def main_reporting_errors(argv):
     # TensorFlow's logger has its own handler and would also pass each record on to the one

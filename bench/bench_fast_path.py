@@ -49,8 +49,7 @@ LOG_EVERY_STEPS = 8
 WARM_UP_WINDOWS = 3  # of LOG_EVERY_STEPS steps: start-up and XLA compiling each new shape
 NUM_DEV = 320
 NUM_TEST = 3200
-# In training: on a machine without GPU, runs of fewer than precision.CPU_XLA_MIN_TRAIN_STEPS
-# steps, such as this one, then train without XLA (precision.xla_modes).
+# On a machine without GPU the scripts then run without XLA (precision.xla_pays).
 TRAIN_FAST_FLAGS = ["--precision=bf16", "--use_xla=true", "--batch_by_length=true"]
 INFERENCE_FAST_FLAGS = ["--precision=bf16", "--batch_by_length=true"]
 
@@ -60,7 +59,7 @@ INFERENCE_FAST_FLAGS = ["--precision=bf16", "--batch_by_length=true"]
 # in Python through json.dumps.
 WRAPPER = """
 import json, logging, sys
-import estimator_setup, precision, script_io
+import estimator_setup, script_io
 for handler in logging.getLogger("tensorflow").handlers:
   handler.setFormatter(logging.Formatter("%(created)f %(levelname)s:%(message)s"))
 
@@ -78,8 +77,7 @@ module = __import__(script)
 if mode == "original":
   estimator_setup.RunOptions.trims_padding = property(lambda options: False)
   module.feature_line = original_feature_line
-script_io.run_main(module.main,
-                   before_start=lambda: precision.configure_xla(module.FLAGS.use_xla))
+script_io.run_main(module.main)
 """
 
 # (name, extra flags, whether the script computes as the original did)

@@ -9,9 +9,9 @@ scripts' other defaults. Each round runs, one after the other, in fresh processe
   original  the scripts computing as the original code does: float32, every batch padded to
             max_seq_length (RunOptions.trims_padding patched to False);
   fast      the README's flags, --precision=bf16 --use_xla --batch_by_length (on a machine
-            without GPU, XLA then compiles nothing in so short a run: precision.xla_modes);
-  fast_xla  the same with TF_XLA_FLAGS set by hand, which makes XLA compile wherever asked:
-            what a long run's steps cost once every batch shape is compiled.
+            without GPU the scripts then run without XLA: precision.xla_pays);
+  fast_xla  the same with TF_XLA_FLAGS=precision.CPU_XLA_FLAGS set by hand, which makes XLA
+            compile on CPU too: what it would cost and gain there.
 
 For each: the wall time of the whole command, where it goes (from the scripts' own log lines,
 stamped by the wrapper of bench_fast_path.py), the training examples/s after the first 24

@@ -81,39 +81,22 @@ def test_mixed_precision_optimizer_options(compute_type, expected):
   assert precision.mixed_precision_optimizer_options(compute_type) == expected
 
 
-@pytest.mark.parametrize("use_xla, environment, expected", [
-    (False, {}, None),
-    (True, {}, precision.CPU_XLA_FLAGS),
-    (True, {"TF_XLA_FLAGS": "--tf_xla_min_cluster_size=4"}, "--tf_xla_min_cluster_size=4"),
+@pytest.mark.parametrize("use_xla, gpus, tf_xla_flags, expected", [
+    (False, [], precision.CPU_XLA_FLAGS, False),
+    # Without GPU, only where the user's own TF_XLA_FLAGS make XLA compile on CPU.
+    (True, [], None, False),
+    (True, [], "--tf_xla_min_cluster_size=4", False),
+    (True, [], precision.CPU_XLA_FLAGS, True),
+    (True, ["GPU:0"], None, True),
 ])
-def test_configure_xla_on_a_machine_without_gpu(monkeypatch, use_xla, environment, expected):
-  # Set first, so that monkeypatch restores the environment after configure_xla sets it.
-  monkeypatch.setenv("TF_XLA_FLAGS", "")
-  monkeypatch.delenv("TF_XLA_FLAGS")
-  for name, value in environment.items():
-    monkeypatch.setenv(name, value)
-  monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
-  monkeypatch.setattr(precision, "_tf_xla_flags_set_here", False)
-  precision.configure_xla(use_xla)
-  assert os.environ.get("TF_XLA_FLAGS") == expected
-  # Only the flags it set itself leave the choice of where XLA pays to the scripts.
-  assert precision._tf_xla_flags_set_here == (expected == precision.CPU_XLA_FLAGS)
-
-
-@pytest.mark.parametrize("use_xla, gpus, flags_set_here, num_train_steps, expected", [
-    (False, [], True, 5000, (False, False)),
-    # On CPU with the scripts' TF_XLA_FLAGS: long training only, never evaluation/prediction.
-    (True, [], True, precision.CPU_XLA_MIN_TRAIN_STEPS, (True, False)),
-    (True, [], True, precision.CPU_XLA_MIN_TRAIN_STEPS - 1, (False, False)),
-    (True, [], True, None, (False, False)),
-    # The user's own TF_XLA_FLAGS, or a GPU: wherever asked.
-    (True, [], False, 10, (True, True)),
-    (True, ["GPU:0"], True, 10, (True, True)),
-])
-def test_xla_modes(monkeypatch, use_xla, gpus, flags_set_here, num_train_steps, expected):
+def test_xla_pays(monkeypatch, use_xla, gpus, tf_xla_flags, expected):
   monkeypatch.setattr(tf.config, "list_physical_devices", lambda device_type: gpus)
-  monkeypatch.setattr(precision, "_tf_xla_flags_set_here", flags_set_here)
-  assert precision.xla_modes(use_xla, num_train_steps) == expected
+  monkeypatch.setenv("TF_XLA_FLAGS", "")
+  if tf_xla_flags is None:
+    monkeypatch.delenv("TF_XLA_FLAGS")
+  else:
+    monkeypatch.setenv("TF_XLA_FLAGS", tf_xla_flags)
+  assert precision.xla_pays(use_xla) == expected
 
 
 def test_xla_session_config():
