@@ -27,6 +27,7 @@ import json
 import os
 import random
 import re
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -145,6 +146,34 @@ def make_task(data_dir, vocab_file, num_train, num_dev, num_test):
   return float(np.mean(np.minimum(lengths, MAX_SEQ_LENGTH))), lengths
 
 
+def make_model_and_task(work, num_train, num_dev, num_test):
+  """Converts the real MiniLM into work/model and writes the paraphrase task into work/data.
+
+  Returns:
+    (the model's folder, the task's folder, what `make_task` returns).
+  """
+  model_dir = os.path.join(work, "model")
+  convert_hf_checkpoint.hf_to_original(support.real_model_dir(), model_dir)
+  data_dir = os.path.join(work, "data")
+  os.makedirs(data_dir)
+  task = make_task(data_dir, os.path.join(model_dir, "vocab.txt"), num_train, num_dev, num_test)
+  return model_dir, data_dir, task
+
+
+def task_flags(model_dir, data_dir):
+  """The run_classifier.py flags that name the task, the model's files and the lengths."""
+  return ["--task_name=mrpc", "--data_dir=" + data_dir,
+          "--vocab_file=" + os.path.join(model_dir, "vocab.txt"),
+          "--bert_config_file=" + os.path.join(model_dir, "bert_config.json"),
+          "--max_seq_length=%d" % MAX_SEQ_LENGTH, "--do_lower_case=true"]
+
+
+def spread(values, form="%.2f"):
+  """'mean (min-max)' of values."""
+  return (form + " (" + form + "-" + form + ")") % (statistics.mean(values), min(values),
+                                                    max(values))
+
+
 def bf16_matmul_rate():
   """GFLOP/s of a 2048x2048 bfloat16 matmul on this machine."""
   with tf.Graph().as_default():
@@ -169,15 +198,10 @@ def train_flops_per_example(lengths, hidden=384, intermediate=1536, layers=6):
 def main():
   tf.disable_v2_behavior()
   work = tempfile.mkdtemp(prefix="bench_fast_path_")
-  model_dir = os.path.join(work, "model")
-  convert_hf_checkpoint.hf_to_original(support.real_model_dir(), model_dir)
-  data_dir = os.path.join(work, "data")
-  os.makedirs(data_dir)
+  model_dir, data_dir, (mean_length, lengths) = make_model_and_task(
+      work, TRAIN_STEPS * BATCH_SIZE, NUM_DEV, NUM_TEST)
   vocab = os.path.join(model_dir, "vocab.txt")
-  mean_length, lengths = make_task(data_dir, vocab, TRAIN_STEPS * BATCH_SIZE, NUM_DEV, NUM_TEST)
-  common = ["--task_name=mrpc", "--data_dir=" + data_dir, "--vocab_file=" + vocab,
-            "--bert_config_file=" + os.path.join(model_dir, "bert_config.json"),
-            "--max_seq_length=%d" % MAX_SEQ_LENGTH, "--do_lower_case=true"]
+  common = task_flags(model_dir, data_dir)
   init = "--init_checkpoint=" + os.path.join(model_dir, "bert_model.ckpt")
   rows, notes = [], []
 

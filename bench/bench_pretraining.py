@@ -27,7 +27,6 @@ Usage: .venv/bin/python bench/bench_pretraining.py
 import json
 import os
 import re
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -109,12 +108,6 @@ def run_once(config_file, records, output_dir, extra, as_original, env):
               next_sentence=float(results["next_sentence_accuracy"]))
 
 
-def spread(values, form="%.2f"):
-  """'mean (min-max)' of values."""
-  return (form + " (" + form + "-" + form + ")") % (statistics.mean(values), min(values),
-                                                    max(values))
-
-
 def main():
   work = tempfile.mkdtemp(prefix="bench_pretraining_")
   records = make_data(work)
@@ -140,11 +133,11 @@ def main():
                              ("masked_lm", "masked LM accuracy", "%.4f"),
                              ("next_sentence", "next sentence accuracy", "%.4f")):
       print("| %s | %s |" % (label, " | ".join(
-          spread([r[key] for r in results[name]], form) for name in names)))
+          bench_fast_path.spread([r[key] for r in results[name]], form) for name in names)))
     for name in names[1:]:
       for key in ("steady", "whole"):
         ratios = [r[key] / o[key] for o, r in zip(results["original"], results[name])]
-        print("- %s against original, %s: %sx" % (name, key, spread(ratios)))
+        print("- %s against original, %s: %sx" % (name, key, bench_fast_path.spread(ratios)))
     print(flush=True)
 
 

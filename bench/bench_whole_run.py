@@ -31,9 +31,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path[:0] = [REPO, os.path.join(REPO, "tests"), os.path.join(REPO, "bench")]
 
 import bench_fast_path  # pylint: disable=wrong-import-position
-import convert_hf_checkpoint  # pylint: disable=wrong-import-position
 import precision  # pylint: disable=wrong-import-position
-import support  # pylint: disable=wrong-import-position
 
 ROUNDS = 3
 NUM_TRAIN, NUM_DEV, NUM_TEST = 1400, 400, 400
@@ -97,25 +95,12 @@ def run_once(name, extra, as_original, env, common, work, round_index):
               steady=steady_examples_per_second(lines), accuracy=accuracy)
 
 
-def spread(values, form="%.2f"):
-  """'mean (min-max)' of values."""
-  return (form + " (" + form + "-" + form + ")") % (statistics.mean(values), min(values),
-                                                    max(values))
-
-
 def main():
   work = tempfile.mkdtemp(prefix="bench_whole_run_")
-  model_dir = os.path.join(work, "model")
-  convert_hf_checkpoint.hf_to_original(support.real_model_dir(), model_dir)
-  data_dir = os.path.join(work, "data")
-  os.makedirs(data_dir)
-  vocab = os.path.join(model_dir, "vocab.txt")
-  mean_length, _ = bench_fast_path.make_task(data_dir, vocab, NUM_TRAIN, NUM_DEV, NUM_TEST)
-  common = [
-      "--task_name=mrpc", "--data_dir=" + data_dir, "--vocab_file=" + vocab,
-      "--bert_config_file=" + os.path.join(model_dir, "bert_config.json"),
+  model_dir, data_dir, (mean_length, _) = bench_fast_path.make_model_and_task(
+      work, NUM_TRAIN, NUM_DEV, NUM_TEST)
+  common = bench_fast_path.task_flags(model_dir, data_dir) + [
       "--init_checkpoint=" + os.path.join(model_dir, "bert_model.ckpt"),
-      "--do_lower_case=true", "--max_seq_length=%d" % bench_fast_path.MAX_SEQ_LENGTH,
       "--do_train=true", "--do_eval=true", "--do_predict=true",
       "--train_batch_size=%d" % BATCH_SIZE, "--learning_rate=5e-5",
       "--num_train_epochs=%d" % EPOCHS, "--iterations_per_loop=%d" % LOG_EVERY_STEPS]
@@ -145,11 +130,11 @@ def main():
     whole = [o["wall"] / r["wall"] for o, r in zip(results["original"], results[name])]
     steady = [r["steady"] / o["steady"] for o, r in zip(results["original"], results[name])]
     print("- %s against original: whole run %sx, steady steps %sx" % (
-        name, spread(whole), spread(steady)))
+        name, bench_fast_path.spread(whole), bench_fast_path.spread(steady)))
   for name in names:
     print("- %s: steady training %s examples/s, dev accuracy %s" % (
-        name, spread([r["steady"] for r in results[name]], "%.1f"),
-        spread([r["accuracy"] for r in results[name]], "%.4f")))
+        name, bench_fast_path.spread([r["steady"] for r in results[name]], "%.1f"),
+        bench_fast_path.spread([r["accuracy"] for r in results[name]], "%.4f")))
 
 
 if __name__ == "__main__":
