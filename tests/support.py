@@ -207,9 +207,14 @@ def run_processes(commands, log_dir, timeout):
     for process in processes:
       process.wait(timeout=timeout)
   finally:
-    for process in processes:
-      if process.poll() is None:
-        process.kill()
-        process.wait()
+    kill_running(processes)
   return [(process.returncode, open(os.path.join(log_dir, name + ".log")).read())
           for process, (name, _, _) in zip(processes, commands)]
+
+
+def kill_running(processes):
+  """Kills those of the Popen `processes` still running, and waits for every one to end."""
+  for process in processes:
+    if process.poll() is None:
+      process.kill()
+    process.wait()

@@ -78,10 +78,7 @@ def _finish(processes, timeout=TIMEOUT_SECONDS):
         process.communicate(timeout=timeout)
       process.wait(timeout=timeout)
   finally:
-    for process in processes:
-      if process.poll() is None:
-        process.kill()
-        process.wait()
+    support.kill_running(processes)
   return [process.returncode for process in processes]
 
 
@@ -94,6 +91,12 @@ def _run_workers(script, args, log_dir):
   """Runs `script args` on two workers to the end; fails the test unless both exit 0."""
   codes = _finish(_start_workers(script, args, log_dir))
   assert codes == [0, 0], _log(log_dir, 0)[-3000:] + _log(log_dir, 1)[-3000:]
+
+
+def _run_alone(script, args):
+  """Runs `script args` in one ordinary process, as after a multi-worker run; it must exit 0."""
+  result = support.run_script(script, args + ["--distribution_strategy=none"])
+  assert result.returncode == 0, result.stderr[-3000:]
 
 
 def _wait_for_training(worker, steps_logged=1):
@@ -133,9 +136,8 @@ def test_classifier_recipe_with_a_shared_output_dir(tmp_path):
   assert os.path.isfile(output_dir / "train.tf_record")
   _assert_no_temporary_outputs(output_dir)
 
-  result = support.run_script("run_classifier", CLASSIFIER_FLAGS + [
-      "--output_dir=%s" % output_dir, "--do_eval=true", "--distribution_strategy=none"])
-  assert result.returncode == 0, result.stderr[-3000:]
+  _run_alone("run_classifier", CLASSIFIER_FLAGS + ["--output_dir=%s" % output_dir,
+                                                    "--do_eval=true"])
   with open(output_dir / "eval_results.txt") as reader:
     assert "global_step = 3\n" in reader.read()
 
@@ -152,9 +154,7 @@ def test_pretraining_recipe_with_a_shared_output_dir(tmp_path):
   assert _latest_step(output_dir) == 3
   _assert_no_temporary_outputs(output_dir)
 
-  result = support.run_script("run_pretraining", flags + [
-      "--do_eval=true", "--max_eval_steps=2", "--distribution_strategy=none"])
-  assert result.returncode == 0, result.stderr[-3000:]
+  _run_alone("run_pretraining", flags + ["--do_eval=true", "--max_eval_steps=2"])
   with open(output_dir / "eval_results.txt") as reader:
     assert "global_step = 3\n" in reader.read()
 
@@ -172,10 +172,8 @@ def test_squad_recipe_with_a_shared_output_dir(tmp_path):
   assert os.path.isfile(output_dir / "train.tf_record")
   _assert_no_temporary_outputs(output_dir)
 
-  result = support.run_script("run_squad", flags + [
-      "--do_predict=true", "--predict_file=" + support.fixture_path("squad", "dev-v1.1.json"),
-      "--distribution_strategy=none"])
-  assert result.returncode == 0, result.stderr[-3000:]
+  _run_alone("run_squad", flags + [
+      "--do_predict=true", "--predict_file=" + support.fixture_path("squad", "dev-v1.1.json")])
   assert os.path.isfile(output_dir / "predictions.json")
 
 

@@ -481,9 +481,7 @@ def test_a_signal_stops_training_with_a_checkpoint_to_resume_from(tiny_model, tm
         break
     output.append(process.communicate(timeout=TIMEOUT_SECONDS)[0])
   finally:
-    if process.poll() is None:
-      process.kill()
-      process.wait()
+    support.kill_running([process])
   output = "".join(output)
   assert process.returncode == 3, output[-3000:]
   checkpoint_path = tf.train.latest_checkpoint(str(model_dir))
@@ -537,10 +535,7 @@ def test_a_dead_worker_stops_the_other(tiny_model, tmp_path):
         break
     chief.wait(timeout=TIMEOUT_SECONDS)
   finally:
-    for process in processes:
-      if process.poll() is None:
-        process.kill()
-      process.wait()
+    support.kill_running(processes)
   assert worker.returncode == -signal.SIGKILL
   assert chief.returncode == 1
   assert "UnavailableError" in (tmp_path / "worker_0.log").read_text()
@@ -582,10 +577,7 @@ def test_a_signal_to_one_worker_stops_all_at_the_same_step(tiny_model, tmp_path)
       worker_output.append(worker.communicate(timeout=TIMEOUT_SECONDS)[0])
       chief.wait(timeout=TIMEOUT_SECONDS)
     finally:
-      for process in processes:
-        if process.poll() is None:
-          process.kill()
-          process.wait()
+      support.kill_running(processes)
     return ([chief.returncode, worker.returncode],
             [chief_log.read_text(), "".join(worker_output)])
 
