@@ -11,6 +11,7 @@ from __future__ import print_function
 
 from absl import flags
 import estimator_setup
+import training_guard
 
 
 def define_tpu_flags():
@@ -51,7 +52,7 @@ def define_scale_flags():
       "Only used with --distribution_strategy=mirrored: the number of GPUs to train on (the "
       "first ones). Default: all visible GPUs, or the CPU when there is none.")
   flags.DEFINE_integer(
-      "peer_timeout_seconds", 300,
+      "peer_timeout_seconds", training_guard.PEER_TIMEOUT_SECONDS,
       "Only used with --distribution_strategy=multi_worker_mirrored: when another worker has "
       "not answered for this many seconds (its process frozen, its machine or network gone), "
       "this one stops with a line naming it; restart every worker to resume. A worker that "
