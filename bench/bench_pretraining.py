@@ -108,8 +108,8 @@ def run_once(config_file, records, output_dir, extra, as_original, env):
               next_sentence=float(results["next_sentence_accuracy"]))
 
 
-def main():
-  work = tempfile.mkdtemp(prefix="bench_pretraining_")
+def measure(work):
+  """Pre-trains each config with each path ROUNDS times in `work`; prints the tables."""
   records = make_data(work)
   names = [name for name, _, _, _ in PATHS]
   for config_name in CONFIGS:
@@ -139,6 +139,12 @@ def main():
         ratios = [r[key] / o[key] for o, r in zip(results["original"], results[name])]
         print("- %s against original, %s: %sx" % (name, key, bench_fast_path.spread(ratios)))
     print(flush=True)
+
+
+def main():
+  # The checkpoints and records (gigabytes for some benchmarks) go when it ends or fails.
+  with tempfile.TemporaryDirectory(prefix="bench_pretraining_") as work:
+    measure(work)
 
 
 if __name__ == "__main__":

@@ -123,10 +123,10 @@ def one_round(kind, rc, bert_config, inputs, work):
           "prediction, whole-run examples/s": num_predictions / prediction}
 
 
-def main():
+def measure(work):
+  """Times the Estimator and the runner in `work`; prints the best of ROUNDS rounds."""
   tf.logging.set_verbosity(tf.logging.WARN)
   rc = support.load_script("run_classifier")
-  work = tempfile.mkdtemp(prefix="bench_runner_")
   bert_config = modeling.BertConfig.from_json_file(
       support.fixture_path("modeling", "bert_config.json"))
   inputs = make_inputs(rc, work)
@@ -147,6 +147,12 @@ def main():
     if len(kinds) > 1:
       cells.append("%.2f" % (best["runner"][name] / best["estimator"][name]))
     print("| %s | %s |" % (name, " | ".join(cells)))
+
+
+def main():
+  # The checkpoints and records (gigabytes for some benchmarks) go when it ends or fails.
+  with tempfile.TemporaryDirectory(prefix="bench_runner_") as work:
+    measure(work)
 
 
 if __name__ == "__main__":

@@ -95,8 +95,8 @@ def run_once(name, extra, as_original, env, common, work, round_index):
               steady=steady_examples_per_second(lines), accuracy=accuracy)
 
 
-def main():
-  work = tempfile.mkdtemp(prefix="bench_whole_run_")
+def measure(work):
+  """Runs each path's whole command ROUNDS times in `work`; prints the table and ratios."""
   model_dir, data_dir, (mean_length, _) = bench_fast_path.make_model_and_task(
       work, NUM_TRAIN, NUM_DEV, NUM_TEST)
   common = bench_fast_path.task_flags(model_dir, data_dir) + [
@@ -135,6 +135,12 @@ def main():
     print("- %s: steady training %s examples/s, dev accuracy %s" % (
         name, bench_fast_path.spread([r["steady"] for r in results[name]], "%.1f"),
         bench_fast_path.spread([r["accuracy"] for r in results[name]], "%.4f")))
+
+
+def main():
+  # The checkpoints and records (gigabytes for some benchmarks) go when it ends or fails.
+  with tempfile.TemporaryDirectory(prefix="bench_whole_run_") as work:
+    measure(work)
 
 
 if __name__ == "__main__":
