@@ -183,9 +183,10 @@ class BertModel(object):
         positions a head reads (e.g. the masked ones of pre-training; none, [batch_size, 0],
         for a classifier on `get_pooled_output`). The last layer is then computed at these
         positions and the first token only, attending to every token as before: the same
-        outputs there (rounded differently: smaller matrix products) for less work. `get_sequence_output`, and the last of
-        `get_all_encoder_layers`, are then [batch_size, num_positions, hidden_size], the
-        outputs at these positions in their order.
+        outputs there (rounded differently: smaller matrix products) for less work.
+        `get_sequence_output`, and the last of `get_all_encoder_layers`, are then
+        [batch_size, num_positions, hidden_size], the outputs at these positions in their
+        order.
 
     Raises:
       ValueError: the config is invalid, an input has the wrong rank or shape, the sequence

@@ -115,7 +115,7 @@ def mixed_precision_optimizer_options(compute_type):
 
 # TF_XLA_FLAGS that make XLA compile on a machine without GPU, where the scripts leave it off
 # (`xla_pays`): XLA fuses the element-wise work and leaves the matrix multiplications to
-# oneDNN, whose bfloat16 kernels use AMX (XLA's own CPU ones do not).
+# oneDNN, whose bfloat16 kernels use AMX where the CPU has it (XLA's own CPU ones do not).
 CPU_XLA_FLAGS = "--tf_xla_cpu_global_jit --tf_xla_ops_to_cluster=FUSIBLE"
 
 

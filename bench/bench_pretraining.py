@@ -20,7 +20,7 @@ Paths, each in fresh processes, one after the other in every round:
 Printed: sequences/s in steady state (the runner's global_step/sec lines every 8 steps, after
 the first 24 steps) and over the whole run (process start to end, training and evaluation
 included), the ratios to the original within each round, with the range over the rounds, and
-the evaluation's masked-LM and next-sentence accuracy. Takes about 15 minutes on a 2-core CPU.
+the evaluation's masked-LM and next-sentence accuracy. Takes about 18 minutes on a 2-core CPU.
 Usage: .venv/bin/python bench/bench_pretraining.py
 """
 

@@ -16,7 +16,7 @@ scripts' other defaults. Each round runs, one after the other, in fresh processe
 For each: the wall time of the whole command, where it goes (from the scripts' own log lines,
 stamped by the wrapper of bench_fast_path.py), the training examples/s after the first 24
 steps (the runner's global_step/sec lines, every 8 steps) and the dev accuracy. Ratios compare
-runs of the same round; the range over the rounds is printed. Takes about 10 minutes on a
+runs of the same round; the range over the rounds is printed. Takes about 14 minutes on a
 2-core CPU. Usage: .venv/bin/python bench/bench_whole_run.py
 """
 
